@@ -1,0 +1,25 @@
+# Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
+.PHONY: setup models demo test lint proto bench clean
+
+setup:
+	scripts/bootstrap
+
+models: setup
+
+demo: setup
+	scripts/demo
+
+test: setup
+	scripts/test
+
+lint: setup
+	scripts/check
+
+proto: setup
+	scripts/gen-proto
+
+bench: setup
+	scripts/bench
+
+clean:
+	rm -rf .venv models .state .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -1,0 +1,3 @@
+"""Cloud side: train, evaluate, export and version emotion models."""
+
+__all__: list[str] = []

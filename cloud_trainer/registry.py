@@ -1,0 +1,116 @@
+"""The versioned model registry: ``<root>/<name>/<version>/`` with files and a manifest.
+
+Versions are immutable: registering an existing version is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from edgeinfer.v1 import inference_pb2, model_pb2
+
+MANIFEST_NAME = "manifest.json"
+FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+class RegistryError(Exception):
+    """A registry operation was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtefactFile:
+    """A file to register with a version."""
+
+    source: Path
+    name: str
+    format: str
+    variant: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def register(
+    root: Path,
+    *,
+    name: str,
+    version: str,
+    files: Sequence[ArtefactFile],
+    height: int,
+    width: int,
+    channels: int = 1,
+    normalization: inference_pb2.Normalization = inference_pb2.NORMALIZATION_SYMMETRIC,
+    labels: Sequence[str] = FER_LABELS,
+    metrics: Mapping[str, float] | None = None,
+    parent_version: str = "",
+    dataset_fingerprint: str = "",
+    description: str = "",
+) -> Path:
+    """Copy ``files`` into a new version directory and write its manifest.
+
+    Returns:
+        The path of the written ``manifest.json``.
+
+    Raises:
+        RegistryError: if the version already exists.
+    """
+    directory = root / name / version
+    if directory.exists():
+        raise RegistryError(f"{name} {version} already registered at {directory}")
+    staging = root / name / f".{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    manifest = model_pb2.ModelManifest(
+        name=name,
+        version=version,
+        input=inference_pb2.InputSpec(
+            height=height,
+            width=width,
+            channels=channels,
+            dtype=inference_pb2.DATA_TYPE_UINT8,
+            normalization=normalization,
+        ),
+        labels=list(labels),
+        metrics=dict(metrics or {}),
+        parent_version=parent_version,
+        dataset_fingerprint=dataset_fingerprint,
+        description=description,
+    )
+    manifest.created_at.FromDatetime(datetime.now(UTC))
+    for artefact in files:
+        data = artefact.source.read_bytes()
+        (staging / artefact.name).write_bytes(data)
+        manifest.files.add(
+            path=artefact.name,
+            sha256=sha256_bytes(data),
+            size_bytes=len(data),
+            format=artefact.format,
+            variant=artefact.variant,
+            metrics=dict(artefact.metrics),
+        )
+    text = json_format.MessageToJson(manifest, preserving_proto_field_name=True, indent=2)
+    (staging / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
+    staging.rename(directory)  # atomic: a half-written version is never visible
+    return directory / MANIFEST_NAME
+
+
+def read_manifest(path: Path) -> model_pb2.ModelManifest:
+    """Parse a registry manifest."""
+    message = model_pb2.ModelManifest()
+    json_format.Parse(path.read_text(encoding="utf-8"), message)
+    return message
+
+
+def versions(root: Path, name: str) -> list[str]:
+    """Registered versions of ``name``, unordered."""
+    return sorted(p.parent.name for p in (root / name).glob(f"*/{MANIFEST_NAME}"))

@@ -1,0 +1,51 @@
+"""Edge inference runtime for KubeEdge: MQTT in, batched LiteRT/TensorFlow inference, MQTT out."""
+
+from edge_runtime.codec import (
+    decode_response,
+    decode_service_info,
+    encode_request,
+    encode_response,
+)
+from edge_runtime.errors import EdgeError, PayloadError
+from edge_runtime.messages import (
+    FacePixels,
+    FaceResult,
+    InputSpec,
+    ModelRef,
+    Request,
+    Response,
+    ServiceInfo,
+    Status,
+    WireFormat,
+)
+from edge_runtime.runtime import Runtime
+from edge_runtime.settings import Settings, load_settings
+from edge_runtime.topics import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, Topics
+from edge_runtime.transport import InboundMessage, MqttTransport, Will
+
+__all__ = [
+    "CONTENT_TYPE_JSON",
+    "CONTENT_TYPE_PROTOBUF",
+    "EdgeError",
+    "FacePixels",
+    "FaceResult",
+    "InboundMessage",
+    "InputSpec",
+    "ModelRef",
+    "MqttTransport",
+    "PayloadError",
+    "Request",
+    "Response",
+    "Runtime",
+    "ServiceInfo",
+    "Settings",
+    "Status",
+    "Topics",
+    "Will",
+    "WireFormat",
+    "decode_response",
+    "decode_service_info",
+    "encode_request",
+    "encode_response",
+    "load_settings",
+]

@@ -1,0 +1,142 @@
+"""TFLite models on LiteRT (``ai-edge-litert``), falling back to tflite-runtime or tf.lite."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.errors import MissingDependency, ModelRejected
+from edge_runtime.manifest import Manifest
+from edge_runtime.messages import InputSpec, ModelRef
+
+_LOGGER = logging.getLogger(__name__)
+
+_INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+def interpreter_class() -> Any:
+    """The first TFLite ``Interpreter`` class that imports and works with this numpy.
+
+    Raises:
+        MissingDependency: if no TFLite engine is installed.
+    """
+    for name in _INTERPRETER_MODULES:
+        try:
+            return importlib.import_module(name).Interpreter
+        except ImportError:
+            continue
+    try:
+        tf = importlib.import_module("tensorflow")
+    except ImportError as exc:
+        raise MissingDependency(
+            "no TFLite engine: install kubeedge-edge-service[edge] (ai-edge-litert)"
+        ) from exc
+    return tf.lite.Interpreter
+
+
+def _buckets(max_batch: int) -> tuple[int, ...]:
+    # Interpreters are sized per power-of-two bucket: resizing one interpreter per batch
+    # re-plans the graph, and one per exact size multiplies the arena memory.
+    sizes = [1]
+    while sizes[-1] * 2 <= max_batch:
+        sizes.append(sizes[-1] * 2)
+    return tuple(sizes)
+
+
+class LiteRtModel:
+    """A TFLite model with one interpreter per batch bucket on a dedicated worker thread."""
+
+    def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
+        self._manifest = manifest
+        self._variant = next(
+            (f.variant for f in manifest.files if manifest.directory / f.path == path),
+            "float32",
+        )
+        self._content = path.read_bytes()
+        self._threads = threads
+        self._buckets = _buckets(max_batch)
+        self._cls = interpreter_class()
+        self._interpreters: dict[int, Any] = {}
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"litert[{manifest.ref.version}]"
+        )
+        try:
+            self._interpreter(1)
+        except (ValueError, RuntimeError) as exc:
+            self._executor.shutdown(wait=False)
+            raise ModelRejected(manifest.ref.version, f"TFLite cannot load it: {exc}") from exc
+
+    @property
+    def ref(self) -> ModelRef:
+        """Name and version."""
+        return self._manifest.ref
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """Input of one face."""
+        return self._manifest.input
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels in output order."""
+        return self._manifest.labels
+
+    @property
+    def variant(self) -> str:
+        """Which file of the version runs."""
+        return self._variant
+
+    def _interpreter(self, bucket: int) -> Any:
+        interpreter = self._interpreters.get(bucket)
+        if interpreter is None:
+            spec = self._manifest.input
+            interpreter = self._cls(model_content=self._content, num_threads=self._threads)
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(
+                index, [bucket, spec.height, spec.width, spec.channels], strict=False
+            )
+            interpreter.allocate_tensors()
+            self._interpreters[bucket] = interpreter
+        return interpreter
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        count = len(batch)
+        outputs = []
+        start = 0
+        while start < count:
+            # Largest bucket that fits: 13 faces run as 8 + 4 + 1, never padded.
+            remaining = count - start
+            bucket = max(b for b in self._buckets if b <= remaining)
+            interpreter = self._interpreter(bucket)
+            interpreter.set_tensor(
+                interpreter.get_input_details()[0]["index"],
+                batch[start : start + bucket],
+            )
+            interpreter.invoke()
+            result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+            outputs.append(np.array(result, dtype=np.float32))
+            start += bucket
+        return np.concatenate(outputs)
+
+    def warm_up(self) -> None:
+        """Create and run every bucket's interpreter once (blocking)."""
+        spec = self._manifest.input
+        for bucket in self._buckets:
+            self._run(np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32))
+
+    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities for ``batch``, computed on the model's worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, batch)
+
+    def close(self) -> None:
+        """Stop the worker thread after running batches finish."""
+        self._executor.shutdown(wait=True)
+        self._interpreters.clear()

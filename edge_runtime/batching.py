@@ -1,0 +1,219 @@
+"""Dynamic batching across devices: one bounded queue, batches by size or deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.backends.base import Model
+from edge_runtime.errors import InferenceError, Overloaded
+from edge_runtime.messages import FacePixels
+from edge_runtime.preprocessing import prepare_batch
+
+_LOGGER = logging.getLogger(__name__)
+
+PayloadT = TypeVar("PayloadT")
+
+
+@dataclass(slots=True)
+class Job(Generic[PayloadT]):
+    """Faces of one request waiting for the model, plus what the caller needs to answer."""
+
+    faces: tuple[FacePixels, ...]
+    context: PayloadT
+    enqueued_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What happened to one job's faces."""
+
+    probabilities: npt.NDArray[np.float32] | None
+    model: Model | None
+    error: str = ""
+    expired: bool = False
+    queue_s: float = 0.0
+    inference_s: float = 0.0
+    batch_faces: int = 0
+
+
+@dataclass(slots=True)
+class _Stats:
+    batches: int = 0
+    faces: int = 0
+    failed_batches: int = 0
+    expired: int = 0
+
+
+class MicroBatcher(Generic[PayloadT]):
+    """Forms batches up to ``max_size`` faces or ``max_wait_s``, runs them on the current model.
+
+    The model is asked for at every batch, so a swap takes effect between two batches.
+
+    Args:
+        model: Returns the model to run the next batch on (``None`` while none is loaded).
+        deliver: Called on the event loop with each job and its outcome.
+        max_size: Most faces in one batch.
+        max_wait_s: Longest the first face of a batch waits for more.
+        max_queue: Most jobs waiting; ``submit`` raises ``Overloaded`` beyond it.
+        request_timeout_s: Jobs that waited longer are delivered as expired, not run.
+        clock: Monotonic clock in seconds (injected by tests).
+        on_batch: Optional observer of (faces, queue_s, inference_s) per batch.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[], Model | None],
+        deliver: Callable[[Job[PayloadT], BatchOutcome], None],
+        *,
+        max_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        request_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._model = model
+        self._deliver = deliver
+        self._max_size = max_size
+        self._max_wait_s = max_wait_s
+        self._timeout_s = request_timeout_s
+        self._clock = clock
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[Job[PayloadT]] = asyncio.Queue(maxsize=max_queue)
+        self._carry: Job[PayloadT] | None = None
+        self._outstanding = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.stats = _Stats()
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting (not counting the batch that is running)."""
+        return self._queue.qsize() + (1 if self._carry is not None else 0)
+
+    def submit(self, job: Job[PayloadT]) -> None:
+        """Queue ``job``.
+
+        Raises:
+            Overloaded: if the queue is full; the job was not accepted.
+        """
+        job.enqueued_at = self._clock()
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"{self._queue.maxsize} requests already queued; retry later"
+            ) from None
+        self._outstanding += 1
+        self._empty.clear()
+
+    def _finish(self, job: Job[PayloadT], outcome: BatchOutcome) -> None:
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._empty.set()
+        self._deliver(job, outcome)
+
+    async def _collect(self) -> list[Job[PayloadT]]:
+        first = self._carry if self._carry is not None else await self._queue.get()
+        self._carry = None
+        batch = [first]
+        faces = len(first.faces)
+        deadline = self._clock() + self._max_wait_s
+        while faces < self._max_size:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        job = await self._queue.get()
+                except TimeoutError:
+                    break
+            if faces + len(job.faces) > self._max_size:
+                self._carry = job  # starts the next batch
+                break
+            batch.append(job)
+            faces += len(job.faces)
+        return batch
+
+    async def serve(self) -> None:
+        """Run batches until cancelled."""
+        while True:
+            await self._run(await self._collect())
+
+    async def _run(self, jobs: list[Job[PayloadT]]) -> None:
+        started = self._clock()
+        live: list[Job[PayloadT]] = []
+        for job in jobs:
+            waited = started - job.enqueued_at
+            if waited > self._timeout_s:
+                self.stats.expired += 1
+                self._finish(job, BatchOutcome(None, None, expired=True, queue_s=waited))
+            else:
+                live.append(job)
+        if not live:
+            return
+        model = self._model()
+        faces = sum(len(job.faces) for job in live)
+        if model is None:
+            for job in live:
+                self._finish(job, BatchOutcome(None, None, error="no model loaded"))
+            return
+        try:
+            probabilities, inference_s = await self._predict(model, live, faces)
+        except Exception as exc:
+            _LOGGER.exception("batch of %d faces failed on %s", faces, model.ref)
+            self.stats.failed_batches += 1
+            for job in live:
+                outcome = BatchOutcome(
+                    None,
+                    model,
+                    error=f"inference failed: {exc}",
+                    queue_s=started - job.enqueued_at,
+                    batch_faces=faces,
+                )
+                self._finish(job, outcome)
+            return
+        self.stats.batches += 1
+        self.stats.faces += faces
+        if self._on_batch is not None:
+            self._on_batch(faces, inference_s)
+        offset = 0
+        for job in live:
+            count = len(job.faces)
+            self._finish(
+                job,
+                BatchOutcome(
+                    probabilities[offset : offset + count],
+                    model,
+                    queue_s=started - job.enqueued_at,
+                    inference_s=inference_s,
+                    batch_faces=faces,
+                ),
+            )
+            offset += count
+
+    async def _predict(
+        self, model: Model, live: list[Job[PayloadT]], faces: int
+    ) -> tuple[npt.NDArray[np.float32], float]:
+        batch = prepare_batch([f for job in live for f in job.faces], model.input_spec)
+        started = self._clock()
+        probabilities = await model.predict(batch)
+        elapsed = self._clock() - started
+        if probabilities.shape[0] != faces:
+            raise InferenceError(f"model returned {probabilities.shape[0]} rows for {faces} faces")
+        return probabilities, elapsed
+
+    async def drain(self) -> None:
+        """Wait until every submitted job has been delivered (``serve`` must be running)."""
+        await self._empty.wait()

@@ -1,0 +1,260 @@
+"""Conversion between wire payloads (protobuf or its JSON mapping) and domain types.
+
+Protobuf messages stop here: callers see ``edge_runtime.messages`` types only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing
+from collections.abc import Iterator
+
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from edge_runtime.errors import PayloadError
+from edge_runtime.messages import (
+    FacePixels,
+    FaceResult,
+    InputSpec,
+    ModelRef,
+    PixelArray,
+    Request,
+    Response,
+    ServiceInfo,
+    Status,
+    Timings,
+    WireFormat,
+)
+from edgeinfer.v1 import inference_pb2 as pb
+
+_NORMALIZATION_TO_PB = {
+    "unit": pb.NORMALIZATION_UNIT,
+    "symmetric": pb.NORMALIZATION_SYMMETRIC,
+    "none": pb.NORMALIZATION_NONE,
+}
+_NORMALIZATION_FROM_PB = {v: k for k, v in _NORMALIZATION_TO_PB.items()}
+
+
+@contextlib.contextmanager
+def _decode_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"cannot decode {what}: {exc}", "decode") from exc
+
+
+def _parse(payload: bytes, message: Message, wire: WireFormat, what: str) -> None:
+    with _decode_errors(what):
+        if wire is WireFormat.JSON:
+            json_format.Parse(payload.decode("utf-8"), message)
+        else:
+            message.ParseFromString(payload)
+
+
+def _serialize(message: Message, wire: WireFormat) -> bytes:
+    if wire is WireFormat.JSON:
+        return json_format.MessageToJson(
+            message, preserving_proto_field_name=True, indent=None
+        ).encode("utf-8")
+    return message.SerializeToString()
+
+
+def decode_request(
+    payload: bytes,
+    wire: WireFormat,
+    *,
+    topic_device: str,
+    max_faces: int,
+    max_face_side: int,
+) -> Request:
+    """Decode and validate a request published on ``topic_device``'s request topic.
+
+    Raises:
+        PayloadError: with a message precise enough to send back to the device.
+    """
+    message = pb.InferenceRequest()
+    _parse(payload, message, wire, "InferenceRequest")
+    if message.device_id and message.device_id != topic_device:
+        raise PayloadError(
+            f"device_id {message.device_id!r} does not match topic device {topic_device!r}",
+            "device_mismatch",
+        )
+    if not message.faces:
+        raise PayloadError("request has no faces", "no_faces")
+    if len(message.faces) > max_faces:
+        raise PayloadError(
+            f"request has {len(message.faces)} faces; at most {max_faces}",
+            "too_many_faces",
+        )
+    faces = tuple(
+        FacePixels(_tensor_to_array(face.pixels, index, max_face_side))
+        for index, face in enumerate(message.faces)
+    )
+    return Request(
+        request_id=message.request_id,
+        device_id=topic_device,
+        captured_at_ms=message.captured_at_ms,
+        faces=faces,
+    )
+
+
+def _tensor_to_array(tensor: pb.Tensor, index: int, max_side: int) -> PixelArray:
+    where = f"face {index}"
+    shape = list(tensor.shape)
+    if len(shape) == 2:
+        shape.append(1)
+    if len(shape) != 3:
+        raise PayloadError(f"{where}: shape {list(tensor.shape)} is not [H, W] or [H, W, C]")
+    height, width, channels = shape
+    if channels not in (1, 3):
+        raise PayloadError(f"{where}: {channels} channels; expected 1 (gray) or 3 (RGB)")
+    if not (1 <= height <= max_side and 1 <= width <= max_side):
+        raise PayloadError(f"{where}: size {height}x{width} outside 1..{max_side} per side")
+    count = height * width * channels
+    if tensor.dtype == pb.DATA_TYPE_UINT8:
+        if len(tensor.data) != count:
+            raise PayloadError(
+                f"{where}: {len(tensor.data)} bytes for shape {shape} of uint8 ({count} expected)"
+            )
+        return np.frombuffer(tensor.data, dtype=np.uint8).reshape(height, width, channels)
+    if tensor.dtype == pb.DATA_TYPE_FLOAT32:
+        if len(tensor.data) != 4 * count:
+            raise PayloadError(
+                f"{where}: {len(tensor.data)} bytes for shape {shape} of float32 "
+                f"({4 * count} expected)"
+            )
+        array = np.frombuffer(tensor.data, dtype="<f4").reshape(height, width, channels)
+        if not np.isfinite(array).all():
+            raise PayloadError(f"{where}: float32 pixels contain NaN or infinity", "non_finite")
+        if array.min() < 0.0 or array.max() > 255.0:
+            raise PayloadError(f"{where}: float32 pixels outside 0..255")
+        return array.astype(np.float32, copy=False)
+    raise PayloadError(f"{where}: dtype {pb.DataType.Name(tensor.dtype)} not supported")
+
+
+def encode_request(request: Request, wire: WireFormat = WireFormat.PROTOBUF) -> bytes:
+    """Encode a request (what a device sends)."""
+    message = pb.InferenceRequest(
+        request_id=request.request_id,
+        device_id=request.device_id,
+        captured_at_ms=request.captured_at_ms,
+    )
+    for face in request.faces:
+        array = face.pixels
+        dtype = pb.DATA_TYPE_UINT8 if array.dtype == np.uint8 else pb.DATA_TYPE_FLOAT32
+        data = array.astype("<f4").tobytes() if dtype == pb.DATA_TYPE_FLOAT32 else array.tobytes()
+        shape = list(array.shape) if array.ndim == 3 else [*array.shape, 1]
+        message.faces.add(pixels=pb.Tensor(shape=shape, dtype=dtype, data=data))
+    return _serialize(message, wire)
+
+
+def encode_response(response: Response, wire: WireFormat) -> bytes:
+    """Encode a response in the wire format of its request."""
+    message = pb.InferenceResponse(
+        request_id=response.request_id,
+        device_id=response.device_id,
+        status=typing.cast(pb.Status, int(response.status)),
+        error=response.error,
+        captured_at_ms=response.captured_at_ms,
+        timings=pb.Timings(
+            queue_us=response.timings.queue_us,
+            inference_us=response.timings.inference_us,
+            total_us=response.timings.total_us,
+            batch_size=response.timings.batch_size,
+        ),
+    )
+    if response.model is not None:
+        message.model.name = response.model.name
+        message.model.version = response.model.version
+    for result in response.results:
+        message.results.add(
+            label=result.label,
+            class_index=result.class_index,
+            confidence=result.confidence,
+            probabilities=result.probabilities,
+        )
+    return _serialize(message, wire)
+
+
+def decode_response(payload: bytes, wire: WireFormat = WireFormat.PROTOBUF) -> Response:
+    """Decode a response (what a device receives).
+
+    Raises:
+        PayloadError: if the payload is not an InferenceResponse.
+    """
+    message = pb.InferenceResponse()
+    _parse(payload, message, wire, "InferenceResponse")
+    try:
+        status = Status(message.status)
+    except ValueError as exc:
+        raise PayloadError(f"unknown status {message.status}") from exc
+    return Response(
+        request_id=message.request_id,
+        device_id=message.device_id,
+        status=status,
+        error=message.error,
+        model=ModelRef(message.model.name, message.model.version)
+        if message.HasField("model")
+        else None,
+        results=tuple(
+            FaceResult(r.label, r.class_index, r.confidence, tuple(r.probabilities))
+            for r in message.results
+        ),
+        timings=Timings(
+            message.timings.queue_us,
+            message.timings.inference_us,
+            message.timings.total_us,
+            message.timings.batch_size,
+        ),
+        captured_at_ms=message.captured_at_ms,
+    )
+
+
+def encode_service_info(info: ServiceInfo) -> bytes:
+    """Encode the runtime's retained ServiceInfo (protobuf)."""
+    message = pb.ServiceInfo(
+        runtime_id=info.runtime_id,
+        model=pb.ModelRef(name=info.model.name, version=info.model.version),
+        input=pb.InputSpec(
+            height=info.input.height,
+            width=info.input.width,
+            channels=info.input.channels,
+            dtype=pb.DATA_TYPE_UINT8,
+            normalization=_NORMALIZATION_TO_PB[info.input.normalization],
+        ),
+        labels=info.labels,
+        max_batch=info.max_batch,
+        max_faces_per_request=info.max_faces_per_request,
+        max_payload_bytes=info.max_payload_bytes,
+        max_face_side=info.max_face_side,
+        request_topic_filter=info.request_topic_filter,
+    )
+    return message.SerializeToString()
+
+
+def decode_service_info(payload: bytes) -> ServiceInfo:
+    """Decode a runtime's ServiceInfo (what a device reads to learn the input size).
+
+    Raises:
+        PayloadError: if the payload is not a ServiceInfo.
+    """
+    message = pb.ServiceInfo()
+    _parse(payload, message, WireFormat.PROTOBUF, "ServiceInfo")
+    return ServiceInfo(
+        runtime_id=message.runtime_id,
+        model=ModelRef(message.model.name, message.model.version),
+        input=InputSpec(
+            height=message.input.height,
+            width=message.input.width,
+            channels=message.input.channels,
+            normalization=_NORMALIZATION_FROM_PB.get(message.input.normalization, "none"),
+        ),
+        labels=tuple(message.labels),
+        max_batch=message.max_batch,
+        max_faces_per_request=message.max_faces_per_request,
+        max_payload_bytes=message.max_payload_bytes,
+        max_face_side=message.max_face_side,
+        request_topic_filter=message.request_topic_filter,
+    )

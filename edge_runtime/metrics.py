@@ -1,0 +1,85 @@
+"""Prometheus metrics of one runtime, in their own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    """The runtime's metrics; ``registry`` is what ``/metrics`` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "edge_requests", "Requests answered, by status.", ["status"], registry=r
+        )
+        self.rejected = Counter(
+            "edge_invalid_requests",
+            "Requests refused as invalid, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.faces = Counter("edge_faces", "Faces classified.", registry=r)
+        self.batch_size = Histogram(
+            "edge_batch_size_faces",
+            "Faces per batch.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "edge_queue_seconds",
+            "Time a request waited for its batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "edge_inference_seconds",
+            "Model time per batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "edge_request_seconds",
+            "Receipt to response, inside the runtime.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("edge_queue_depth", "Requests waiting for a batch.", registry=r)
+        self.model_info = Gauge(
+            "edge_model_info",
+            "The model being served (value 1).",
+            ["name", "version", "variant"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "edge_model_swaps", "Model changes, by result.", ["result"], registry=r
+        )
+        self.connected = Gauge(
+            "edge_mqtt_connected", "1 while connected to the broker.", registry=r
+        )
+        self.publish_failures = Counter(
+            "edge_publish_failures", "Responses the broker did not accept.", registry=r
+        )
+
+    def serving(self, name: str, version: str, variant: str) -> None:
+        """Record the model now served (and only it)."""
+        self.model_info.clear()
+        self.model_info.labels(name, version, variant).set(1)

@@ -1,0 +1,412 @@
+"""The edge inference runtime: requests in over MQTT, batched inference, responses out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime import codec
+from edge_runtime.backends.base import Model
+from edge_runtime.batching import BatchOutcome, Job, MicroBatcher
+from edge_runtime.errors import ConfigError, Overloaded, PayloadError
+from edge_runtime.health import HealthServer
+from edge_runtime.messages import (
+    FaceResult,
+    Request,
+    Response,
+    ServiceInfo,
+    Status,
+    Timings,
+    WireFormat,
+)
+from edge_runtime.metrics import Metrics
+from edge_runtime.settings import Settings
+from edge_runtime.topics import (
+    CONTENT_TYPE_JSON,
+    CONTENT_TYPE_PROTOBUF,
+    OFFLINE,
+    ONLINE,
+    REQUEST_QOS,
+    RESULT_QOS,
+    STATUS_QOS,
+    Topics,
+)
+from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
+
+_LOGGER = logging.getLogger(__name__)
+_OFFLINE_PUBLISH_TIMEOUT_S = 2.0
+
+
+class RuntimeState(enum.Enum):
+    """Lifecycle of a runtime."""
+
+    CREATED = "created"
+    SERVING = "serving"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplyTo:
+    """Everything needed to answer one request."""
+
+    message: InboundMessage
+    device: str
+    request_id: str
+    captured_at_ms: int
+    wire: WireFormat
+    topic: str
+    correlation: bytes | None
+    received_at: float
+
+
+def _read_secret(path: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("mqtt.password_file", path, f"cannot read: {exc}") from exc
+
+
+class Runtime:
+    """Edge inference runtime: readings in over MQTT, predictions out.
+
+    Args:
+        settings: Validated settings.
+        model: The model to serve first.
+        clock: Monotonic clock (injected by tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: Model,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._topics = Topics(settings.topic_root)
+        self._model = model
+        self._clock = clock
+        self.metrics = Metrics()
+        self.metrics.serving(model.ref.name, model.ref.version, model.variant)
+        self.state = RuntimeState.CREATED
+        self._stop = asyncio.Event()
+        self._publishing = 0
+        self._published = asyncio.Event()
+        self._published.set()
+        mqtt = settings.mqtt
+        self._transport = MqttTransport(
+            mqtt.broker,
+            client_id=settings.client_id,
+            subscriptions=[(self._topics.request_filter, REQUEST_QOS)],
+            will=Will(self._topics.state(settings.runtime_id), OFFLINE, STATUS_QOS, True),
+            credentials=Credentials(
+                mqtt.username,
+                _read_secret(mqtt.password_file),
+                mqtt.ca_file,
+                mqtt.cert_file,
+                mqtt.key_file,
+            ),
+            keepalive_s=mqtt.keepalive_s,
+            session_expiry_s=mqtt.session_expiry_s,
+            clean_start=False,
+            manual_ack=True,
+            reconnect_min_s=mqtt.reconnect_min_s,
+            reconnect_max_s=mqtt.reconnect_max_s,
+            on_connect=self._announce,
+        )
+        batch = settings.batch
+        self._batcher: MicroBatcher[_ReplyTo] = MicroBatcher(
+            lambda: self._model,
+            self._deliver,
+            max_size=batch.max_size,
+            max_wait_s=batch.max_wait_s,
+            max_queue=batch.max_queue,
+            request_timeout_s=batch.request_timeout_s,
+            clock=clock,
+            on_batch=self._observe_batch,
+        )
+
+    @property
+    def transport(self) -> MqttTransport:
+        """The MQTT transport (shared with components that publish, such as twin sync)."""
+        return self._transport
+
+    @property
+    def model(self) -> Model:
+        """The model answering requests now."""
+        return self._model
+
+    @property
+    def ready(self) -> bool:
+        """True while serving and connected to the broker."""
+        return self.state is RuntimeState.SERVING and self._transport.connected.is_set()
+
+    def service_info(self) -> ServiceInfo:
+        """What the runtime advertises on its retained info topic."""
+        model, s = self._model, self._settings
+        return ServiceInfo(
+            runtime_id=s.runtime_id,
+            model=model.ref,
+            input=model.input_spec,
+            labels=model.labels,
+            max_batch=s.batch.max_size,
+            max_faces_per_request=s.limits.max_faces_per_request,
+            max_payload_bytes=s.limits.max_payload_bytes,
+            max_face_side=s.limits.max_face_side,
+            request_topic_filter=self._topics.request_filter,
+        )
+
+    def swap_model(self, model: Model) -> Model:
+        """Serve ``model`` from the next batch on; return the previous model (still open)."""
+        previous, self._model = self._model, model
+        self.metrics.serving(model.ref.name, model.ref.version, model.variant)
+        self._announce()
+        return previous
+
+    def stop(self) -> None:
+        """Begin a graceful stop: no new requests, drain, publish offline, return."""
+        self._stop.set()
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until ``stop()`` (graceful) or cancellation (immediate)."""
+        s = self._settings
+        name = s.runtime_id
+        health: contextlib.AbstractAsyncContextManager[object] = (
+            HealthServer(
+                self.metrics.registry,
+                lambda: self.ready,
+                host=s.metrics.host,
+                port=s.metrics.port,
+            )
+            if s.metrics.port
+            else contextlib.nullcontext()
+        )
+        try:
+            async with health, self._transport, asyncio.TaskGroup() as tg:
+                batcher = tg.create_task(self._batcher.serve(), name=f"runtime[{name}].batcher")
+                ingest = tg.create_task(self._ingest(), name=f"runtime[{name}].ingest")
+                self.state = RuntimeState.SERVING
+                if on_ready is not None:
+                    on_ready()
+                await self._stop.wait()
+                self.state = RuntimeState.DRAINING
+                ingest.cancel()
+                await self._drain()
+                batcher.cancel()
+        finally:
+            self.state = RuntimeState.STOPPED
+
+    async def _drain(self) -> None:
+        _LOGGER.info("draining %d queued requests", self._batcher.depth)
+        try:
+            async with asyncio.timeout(self._settings.shutdown_timeout_s):
+                await self._batcher.drain()
+                await self._published.wait()
+        except TimeoutError:
+            _LOGGER.warning("drain timed out; unanswered requests stay with the broker")
+        await self._publish_offline()
+
+    async def _publish_offline(self) -> None:
+        if not self._transport.connected.is_set():
+            return
+        future = self._transport.publish_nowait(
+            self._topics.state(self._settings.runtime_id),
+            OFFLINE,
+            qos=STATUS_QOS,
+            retain=True,
+        )
+        try:
+            async with asyncio.timeout(_OFFLINE_PUBLISH_TIMEOUT_S):
+                await future
+        except TimeoutError:
+            _LOGGER.warning("could not publish offline state before exit")
+
+    def _announce(self) -> None:
+        """Publish the retained ServiceInfo and ``online`` (after each connect or swap)."""
+        self.metrics.connected.set(1)
+        runtime_id = self._settings.runtime_id
+        for future in (
+            self._transport.publish_nowait(
+                self._topics.info(runtime_id),
+                codec.encode_service_info(self.service_info()),
+                qos=STATUS_QOS,
+                retain=True,
+                content_type=CONTENT_TYPE_PROTOBUF,
+            ),
+            self._transport.publish_nowait(
+                self._topics.state(runtime_id), ONLINE, qos=STATUS_QOS, retain=True
+            ),
+        ):
+            future.add_done_callback(self._log_failure)
+
+    @staticmethod
+    def _log_failure(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            _LOGGER.warning("status publish failed: %s", future.exception())
+
+    async def _ingest(self) -> None:
+        async for message in self._transport.messages():
+            self._handle(message)
+
+    def _handle(self, message: InboundMessage) -> None:
+        limits = self._settings.limits
+        device = self._topics.device_of_request(message.topic)
+        if device is None:
+            _LOGGER.info("ignoring message on unexpected topic %.200s", message.topic)
+            self.metrics.rejected.labels("bad_topic").inc()
+            self._transport.ack(message)
+            return
+        wire = (
+            WireFormat.JSON
+            if message.content_type.split(";")[0].strip() == CONTENT_TYPE_JSON
+            else WireFormat.PROTOBUF
+        )
+        reply = _ReplyTo(
+            message=message,
+            device=device,
+            request_id="",
+            captured_at_ms=0,
+            wire=wire,
+            topic=message.response_topic or self._topics.result(device),
+            correlation=message.correlation_data,
+            received_at=self._clock(),
+        )
+        if len(message.payload) > limits.max_payload_bytes:
+            self._reject(
+                reply,
+                "payload_too_large",
+                f"payload of {len(message.payload)} bytes exceeds {limits.max_payload_bytes}",
+            )
+            return
+        try:
+            request = codec.decode_request(
+                message.payload,
+                wire,
+                topic_device=device,
+                max_faces=limits.max_faces_per_request,
+                max_face_side=limits.max_face_side,
+            )
+        except PayloadError as exc:
+            self._reject(reply, exc.reason, str(exc))
+            return
+        reply = _with_request(reply, request)
+        try:
+            self._batcher.submit(Job(request.faces, reply))
+        except Overloaded as exc:
+            self._respond(reply, Status.RESOURCE_EXHAUSTED, error=str(exc))
+        self.metrics.queue_depth.set(self._batcher.depth)
+
+    def _reject(self, reply: _ReplyTo, reason: str, error: str) -> None:
+        _LOGGER.info("invalid request from %s: %.300s", reply.device, error)
+        self.metrics.rejected.labels(reason).inc()
+        self._respond(reply, Status.INVALID_ARGUMENT, error=error)
+
+    def _deliver(self, job: Job[_ReplyTo], outcome: BatchOutcome) -> None:
+        reply = job.context
+        self.metrics.queue_seconds.observe(outcome.queue_s)
+        timings = Timings(
+            queue_us=int(outcome.queue_s * 1e6),
+            inference_us=int(outcome.inference_s * 1e6),
+            batch_size=outcome.batch_faces,
+        )
+        if outcome.expired:
+            limit = self._settings.batch.request_timeout_s
+            self._respond(
+                reply,
+                Status.DEADLINE_EXCEEDED,
+                timings=timings,
+                error=f"waited {outcome.queue_s:.3f} s in queue (limit {limit} s)",
+            )
+            return
+        model, probabilities = outcome.model, outcome.probabilities
+        if probabilities is None or model is None:
+            status = Status.UNAVAILABLE if model is None else Status.INTERNAL
+            self._respond(reply, status, error=outcome.error, timings=timings)
+            return
+        labels = model.labels
+        indices = np.argmax(probabilities, axis=1)
+        results = tuple(
+            FaceResult(labels[int(i)], int(i), float(row[i]), tuple(row.tolist()))
+            for i, row in zip(indices, probabilities, strict=True)
+        )
+        self.metrics.faces.inc(len(results))
+        self._respond(reply, Status.OK, results=results, model=model, timings=timings)
+
+    def _respond(
+        self,
+        reply: _ReplyTo,
+        status: Status,
+        *,
+        error: str = "",
+        results: tuple[FaceResult, ...] = (),
+        model: Model | None = None,
+        timings: Timings | None = None,
+    ) -> None:
+        elapsed = self._clock() - reply.received_at
+        base = timings or Timings()
+        response = Response(
+            request_id=reply.request_id,
+            device_id=reply.device,
+            status=status,
+            error=error,
+            model=(model or self._model).ref,
+            results=results,
+            timings=Timings(base.queue_us, base.inference_us, int(elapsed * 1e6), base.batch_size),
+            captured_at_ms=reply.captured_at_ms,
+        )
+        self.metrics.requests.labels(status.name).inc()
+        self.metrics.request_seconds.observe(elapsed)
+        payload = codec.encode_response(response, reply.wire)
+        future = self._transport.publish_nowait(
+            reply.topic,
+            payload,
+            qos=RESULT_QOS,
+            content_type=CONTENT_TYPE_JSON
+            if reply.wire is WireFormat.JSON
+            else CONTENT_TYPE_PROTOBUF,
+            correlation_data=reply.correlation,
+        )
+        self._publishing += 1
+        self._published.clear()
+        future.add_done_callback(lambda f: self._answered(reply.message, f))
+
+    def _answered(self, message: InboundMessage, future: asyncio.Future[None]) -> None:
+        self._publishing -= 1
+        if self._publishing == 0:
+            self._published.set()
+        if future.cancelled():
+            return  # shutting down before the broker acknowledged: the request is redelivered
+        if future.exception() is not None:
+            self.metrics.publish_failures.inc()
+            _LOGGER.warning("response publish failed: %s", future.exception())
+        # Acknowledge the request only once its answer is with the broker.
+        self._transport.ack(message)
+
+    def _observe_batch(self, faces: int, inference_s: float) -> None:
+        self.metrics.batch_size.observe(faces)
+        self.metrics.inference_seconds.observe(inference_s)
+        self.metrics.queue_depth.set(self._batcher.depth)
+
+
+def _with_request(reply: _ReplyTo, request: Request) -> _ReplyTo:
+    return _ReplyTo(
+        message=reply.message,
+        device=reply.device,
+        request_id=request.request_id,
+        captured_at_ms=request.captured_at_ms,
+        wire=reply.wire,
+        topic=reply.topic,
+        correlation=reply.correlation,
+        received_at=reply.received_at,
+    )

@@ -1,0 +1,414 @@
+"""Runtime settings: defaults < YAML file < ``EDGE_*`` environment < command-line flags.
+
+This is the only module that reads the environment. Every setting is declared once, as a
+field of a frozen dataclass with its help text; the environment names, flags, YAML keys,
+``--help`` and the README's configuration table all derive from these declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from edge_runtime.errors import ConfigError
+
+ENV_PREFIX = "EDGE_"
+
+_SEGMENT = re.compile(r"^[a-zA-Z0-9_.:@-]{1,128}$")
+
+
+class BackendKind(enum.StrEnum):
+    """Which inference engine runs the model."""
+
+    LITERT = "litert"
+    TF = "tf"
+
+
+class TwinLayout(enum.StrEnum):
+    """KubeEdge DeviceTwin topic layout."""
+
+    V1_4 = "1.4"
+    V1_17 = "1.17"
+
+
+def setting(default: Any, help_text: str, *, flag: str | None = None) -> Any:
+    """Declare a setting field with its help text and an optional short flag alias."""
+    return field(default=default, metadata={"help": help_text, "flag": flag})
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """How to reach the MQTT broker (edgecore's EventBus broker)."""
+
+    broker: str = setting(
+        "mqtt://127.0.0.1:1883",
+        "Broker URL, mqtt://host:port or mqtts://host:port (TLS).",
+        flag="--broker",
+    )
+    client_id: str = setting(
+        "",
+        "MQTT client id; empty means edge-runtime-<runtime_id>. Keep it stable: "
+        "the persistent session is keyed by it.",
+    )
+    username: str = setting("", "Broker user name (empty: anonymous).")
+    password_file: str = setting(
+        "", "File holding the broker password, e.g. a mounted Kubernetes Secret."
+    )
+    ca_file: str = setting("", "CA bundle for mqtts:// (empty: system CAs).")
+    cert_file: str = setting("", "Client certificate for mutual TLS.")
+    key_file: str = setting("", "Client private key for mutual TLS.")
+    keepalive_s: int = setting(30, "MQTT keepalive interval.")
+    session_expiry_s: int = setting(
+        3600,
+        "How long the broker keeps the session (and queues requests) while the runtime is away.",
+    )
+    connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this.")
+    reconnect_min_s: float = setting(0.5, "Smallest reconnect backoff (jittered).")
+    reconnect_max_s: float = setting(30.0, "Largest reconnect backoff.")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Which model to serve and how."""
+
+    registry: str = setting(
+        "models", "Model registry directory holding <name>/<version>/manifest.json."
+    )
+    name: str = setting("emotion", "Model name in the registry.")
+    version: str = setting("", "Version to serve; empty means the newest registered.")
+    path: str = setting(
+        "",
+        "Serve this model instead of the registry: a manifest.json, its directory, "
+        "or a model file with manifest.json beside it.",
+        flag="--model",
+    )
+    backend: BackendKind = setting(
+        BackendKind.LITERT, "Inference engine: litert (TFLite) or tf (TensorFlow)."
+    )
+    variant: str = setting(
+        "float32", "Which file of the version to run: float32, int8-dynamic, ..."
+    )
+    threads: int = setting(2, "Interpreter threads.")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Dynamic batching across devices."""
+
+    max_size: int = setting(16, "Most faces in one batch.", flag="--max-batch")
+    max_wait_s: float = setting(
+        0.002, "Longest a face waits for its batch to fill.", flag="--max-wait-s"
+    )
+    max_queue: int = setting(
+        512, "Requests that may wait; beyond this RESOURCE_EXHAUSTED is answered."
+    )
+    request_timeout_s: float = setting(
+        2.0, "A request queued longer than this is answered DEADLINE_EXCEEDED."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Input limits; requests beyond them get INVALID_ARGUMENT."""
+
+    max_payload_bytes: int = setting(1_048_576, "Largest request payload.")
+    max_faces_per_request: int = setting(8, "Most faces in one request.")
+    max_face_side: int = setting(512, "Largest face height or width before resizing.")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """The HTTP endpoint for Prometheus metrics and probes."""
+
+    host: str = setting("0.0.0.0", "Address the metrics server binds.")  # noqa: S104 - a pod serves probes on all interfaces
+    port: int = setting(
+        9464, "Port for /metrics, /healthz, /readyz; 0 disables.", flag="--metrics-port"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TwinSettings:
+    """KubeEdge device-twin synchronisation of the served model."""
+
+    enabled: bool = setting(True, "Follow the desired model in the runtime's device twin.")
+    device: str = setting("", "KubeEdge device name; empty means emotion-runtime-<runtime_id>.")
+    namespace: str = setting("default", "Device namespace (KubeEdge >= 1.17 layout).")
+    layout: TwinLayout = setting(TwinLayout.V1_4, "Twin topic layout: 1.4 or 1.17.")
+    cache_dir: str = setting(
+        ".state/model-cache", "Content-addressed cache of fetched model versions."
+    )
+    fetch_timeout_s: float = setting(60.0, "Longest a model download may take.")
+    max_model_bytes: int = setting(256 * 1024 * 1024, "Largest model download.")
+    trusted_key_file: str = setting(
+        "",
+        "ed25519 public key (PEM); when set, manifests must carry a valid signature.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the runtime is configured with."""
+
+    runtime_id: str = setting("edge-1", "This runtime's id, used in topics.", flag="--runtime-id")
+    topic_root: str = setting("emotion/v1", "Root of the application topics.")
+    log_level: str = setting("INFO", "Logging level.", flag="--log-level")
+    shutdown_timeout_s: float = setting(
+        10.0, "On SIGTERM, longest time to drain in-flight requests."
+    )
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    twin: TwinSettings = field(default_factory=TwinSettings)
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id actually used."""
+        return self.mqtt.client_id or f"edge-runtime-{self.runtime_id}"
+
+    @property
+    def twin_device(self) -> str:
+        """The KubeEdge device name of this runtime."""
+        return self.twin.device or f"emotion-runtime-{self.runtime_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One declared setting, as the loaders and docs see it."""
+
+    key: str
+    env: str
+    flag: str
+    alias: str | None
+    type: type
+    default: Any
+    help: str
+
+
+def iter_settings(cls: type = Settings, prefix: str = "") -> Iterator[SettingSpec]:
+    """Yield every leaf setting of ``cls`` with its dotted key, env name and flag."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(kind):
+            yield from iter_settings(typing.cast(type, kind), f"{key}.")
+            continue
+        yield SettingSpec(
+            key=key,
+            env=ENV_PREFIX + key.replace(".", "_").upper(),
+            flag="--" + key.replace(".", "-").replace("_", "-"),
+            alias=f.metadata.get("flag"),
+            type=kind,
+            default=f.default,
+            help=f.metadata.get("help", ""),
+        )
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    path: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build settings from defaults < YAML file < ``EDGE_*`` variables < overrides.
+
+    Args:
+        environ: The process environment (injected so tests pass their own).
+        path: Optional YAML file with nested sections (``mqtt: {broker: ...}``).
+        overrides: Dotted keys to values, typically from command-line flags.
+
+    Raises:
+        ConfigError: naming the offending key and value.
+    """
+    values: dict[str, object] = {}
+    if path is not None:
+        values.update(_read_yaml(path))
+    specs = {spec.key: spec for spec in iter_settings()}
+    for spec in specs.values():
+        if spec.env in environ:
+            values[spec.key] = environ[spec.env]
+    for key, value in (overrides or {}).items():
+        if key not in specs:
+            raise ConfigError(key, value, "unknown setting")
+        values[key] = value
+    converted = {key: _convert(specs[key], raw) for key, raw in values.items()}
+    settings = typing.cast(Settings, _build(Settings, converted, ""))
+    _validate(settings)
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, object]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("config", str(path), f"cannot read YAML: {exc}") from exc
+    if not isinstance(document, Mapping):
+        raise ConfigError("config", str(path), "top level must be a mapping")
+    known = {spec.key for spec in iter_settings()}
+    flat: dict[str, object] = {}
+
+    def walk(node: Mapping[Any, Any], prefix: str) -> None:
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            if isinstance(value, Mapping):
+                walk(value, f"{key}.")
+            elif key in known:
+                flat[key] = value
+            else:
+                raise ConfigError(key, value, f"unknown setting in {path}")
+
+    walk(document, "")
+    return flat
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(raw: object) -> int:
+    if isinstance(raw, float) or (isinstance(raw, str) and "." in raw):
+        raise ValueError("expected a whole number")
+    return int(str(raw))
+
+
+def _parse_float(raw: object) -> float:
+    number = float(str(raw))
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def _convert(spec: SettingSpec, raw: object) -> object:
+    kind = spec.type
+    try:
+        if kind is bool:
+            return _parse_bool(raw)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return kind(str(raw))
+        if kind is int:
+            return _parse_int(raw)
+        if kind is float:
+            return _parse_float(raw)
+    except ValueError as exc:
+        raise ConfigError(spec.key, raw, str(exc)) from exc
+    return str(raw)
+
+
+def _build(cls: type, values: Mapping[str, object], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(typing.cast(type, kind), values, f"{key}.")
+        elif key in values:
+            kwargs[f.name] = values[key]
+    return cls(**kwargs)
+
+
+def _require(ok: bool, key: str, value: object, reason: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, reason)
+
+
+def _validate(s: Settings) -> None:
+    _require(
+        bool(_SEGMENT.match(s.runtime_id)),
+        "runtime_id",
+        s.runtime_id,
+        "use 1-128 of a-z A-Z 0-9 - _ . : @ (a topic segment and twin value)",
+    )
+    root = s.topic_root
+    _require(
+        bool(root)
+        and not any(c in root for c in "+#\x00")
+        and not root.startswith("/")
+        and not root.endswith("/"),
+        "topic_root",
+        root,
+        "must be a topic without wildcards or outer slashes",
+    )
+    url = urlsplit(s.mqtt.broker)
+    _require(
+        url.scheme in {"mqtt", "mqtts", "tcp", "ssl"} and bool(url.hostname),
+        "mqtt.broker",
+        s.mqtt.broker,
+        "expected mqtt://host:port or mqtts://host:port",
+    )
+    for key, number in (
+        ("mqtt.keepalive_s", s.mqtt.keepalive_s),
+        ("mqtt.connect_timeout_s", s.mqtt.connect_timeout_s),
+        ("mqtt.reconnect_min_s", s.mqtt.reconnect_min_s),
+        ("model.threads", s.model.threads),
+        ("batch.max_size", s.batch.max_size),
+        ("batch.max_queue", s.batch.max_queue),
+        ("batch.request_timeout_s", s.batch.request_timeout_s),
+        ("limits.max_payload_bytes", s.limits.max_payload_bytes),
+        ("limits.max_faces_per_request", s.limits.max_faces_per_request),
+        ("limits.max_face_side", s.limits.max_face_side),
+        ("shutdown_timeout_s", s.shutdown_timeout_s),
+        ("twin.fetch_timeout_s", s.twin.fetch_timeout_s),
+        ("twin.max_model_bytes", s.twin.max_model_bytes),
+    ):
+        _require(number > 0, key, number, "must be greater than 0")
+    _require(
+        s.mqtt.session_expiry_s >= 0,
+        "mqtt.session_expiry_s",
+        s.mqtt.session_expiry_s,
+        "must be 0 or more",
+    )
+    _require(
+        s.mqtt.reconnect_max_s >= s.mqtt.reconnect_min_s,
+        "mqtt.reconnect_max_s",
+        s.mqtt.reconnect_max_s,
+        "must be at least mqtt.reconnect_min_s",
+    )
+    _require(
+        s.batch.max_wait_s >= 0,
+        "batch.max_wait_s",
+        s.batch.max_wait_s,
+        "must be 0 or more",
+    )
+    _require(
+        s.limits.max_faces_per_request <= s.batch.max_size,
+        "limits.max_faces_per_request",
+        s.limits.max_faces_per_request,
+        f"must not exceed batch.max_size ({s.batch.max_size})",
+    )
+    _require(
+        0 <= s.metrics.port <= 65535,
+        "metrics.port",
+        s.metrics.port,
+        "must be a port number (0 disables)",
+    )
+    _require(
+        s.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+        "log_level",
+        s.log_level,
+        "one of DEBUG, INFO, WARNING, ERROR",
+    )
+    _require(
+        bool(_SEGMENT.match(s.twin_device)),
+        "twin.device",
+        s.twin_device,
+        "must be a valid KubeEdge device name",
+    )

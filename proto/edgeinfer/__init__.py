@@ -1,0 +1,1 @@
+"""Wire and artefact contracts of KubeEdge Edge Service, generated from ``proto/``."""
