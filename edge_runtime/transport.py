@@ -172,6 +172,7 @@ class MqttTransport:
         self._published: dict[int, asyncio.Future[None]] = {}
         self._generation = 0
         self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()
         self._closing = False
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -199,6 +200,7 @@ class MqttTransport:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
 
     @property
     def client_id(self) -> str:
@@ -240,7 +242,7 @@ class MqttTransport:
         self._published.clear()
 
     async def wait_connected(self, timeout_s: float) -> None:
-        """Wait for the broker's CONNACK.
+        """Wait for the broker's CONNACK and SUBACK.
 
         Raises:
             BrokerUnavailable: if it does not come within ``timeout_s``.
@@ -248,6 +250,7 @@ class MqttTransport:
         try:
             async with asyncio.timeout(timeout_s):
                 await self.connected.wait()
+                await self.subscribed.wait()
         except TimeoutError:
             raise BrokerUnavailable(f"broker {self.endpoint} unavailable") from None
 
@@ -269,9 +272,21 @@ class MqttTransport:
         if reason.is_failure:
             _LOGGER.error("broker %s refused connection: %s", self.endpoint, reason)
             return
-        for topic, qos in self._subscriptions:
-            client.subscribe(topic, qos=qos)
+        if self._subscriptions:
+            client.subscribe([(topic, qos) for topic, qos in self._subscriptions])
+        else:
+            self._call(self._subscribed_all)
         self._call(self._connected)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
+    ) -> None:
+        if any(code.is_failure for code in codes):
+            _LOGGER.error("broker %s refused a subscription: %s", self.endpoint, codes)
+        self._call(self._subscribed_all)
+
+    def _subscribed_all(self) -> None:
+        self.subscribed.set()
 
     def _connected(self) -> None:
         self._generation += 1
@@ -298,6 +313,7 @@ class MqttTransport:
     def _disconnected(self, reason: str) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self.subscribed.clear()
         if was_connected and not self._closing:
             _LOGGER.warning("lost broker %s (%s); reconnecting", self.endpoint, reason)
 

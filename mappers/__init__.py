@@ -1,0 +1,3 @@
+"""KubeEdge mappers that bridge devices to edgecore's twin topics."""
+
+__all__: list[str] = []

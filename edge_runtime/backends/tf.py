@@ -38,8 +38,10 @@ def _load_function(path: Path, spec: InputSpec) -> Callable[[Any], Any]:
         return traced
     keras = importlib.import_module("keras")
     model = keras.models.load_model(str(path), compile=False)
+    # Models saved by Keras 2 (like fer's h5) declare their input as a one-element list.
+    wrap = isinstance(model.input, list)
     function: Callable[[Any], Any] = tf.function(
-        lambda x: model(x, training=False), input_signature=signature
+        lambda x: model([x] if wrap else x, training=False), input_signature=signature
     )
     return function
 

@@ -1,0 +1,82 @@
+"""Fleet measurements: latency histogram, counts, accuracy per model version, a timeline."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LATENCY_MAX_US = 60_000_000
+
+
+@dataclass
+class FleetStats:
+    """Everything the fleet measured; shared by all cameras of one process."""
+
+    started: float = field(default_factory=time.monotonic)
+    sent: int = 0
+    answered: int = 0
+    lost: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    correct: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    judged: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)
+    histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, LATENCY_MAX_US, 3))
+
+    @property
+    def failed(self) -> int:
+        """Answers whose status was not OK."""
+        return self.answered - self.statuses.get("OK", 0)
+
+    def record(self, latency_s: float, status: str, version: str, correct: bool | None) -> None:
+        """Record one answer."""
+        self.answered += 1
+        self.statuses[status] += 1
+        self.histogram.record_value(max(1, int(latency_s * 1e6)))
+        self.timeline.append((time.monotonic() - self.started, latency_s, version))
+        if correct is not None and status == "OK":
+            self.judged[version] += 1
+            self.correct[version] += int(correct)
+
+    def percentile_ms(self, percentile: float) -> float:
+        """Latency percentile in milliseconds."""
+        return float(self.histogram.get_value_at_percentile(percentile)) / 1000.0
+
+    def summary(self) -> dict[str, Any]:
+        """The figures of the final report."""
+        elapsed = time.monotonic() - self.started
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": self.failed,
+            "lost": self.lost,
+            "statuses": dict(self.statuses),
+            "duration_s": round(elapsed, 3),
+            "throughput_rps": round(self.answered / elapsed, 1) if elapsed else 0.0,
+            "latency_ms": {
+                "p50": self.percentile_ms(50),
+                "p90": self.percentile_ms(90),
+                "p99": self.percentile_ms(99),
+                "p99_9": self.percentile_ms(99.9),
+                "max": float(self.histogram.get_max_value()) / 1000.0,
+            },
+            "accuracy_by_model_version": {
+                version: round(self.correct[version] / count, 4)
+                for version, count in sorted(self.judged.items())
+                if count
+            },
+            "answers_by_model_version": dict(sorted(self.judged.items())),
+            "events": [{"t_s": round(t, 3), "event": e} for t, e in self.events],
+        }
+
+    def write(self, path: Path) -> Path:
+        """Write the JSON report."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        return path

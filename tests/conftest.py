@@ -1,0 +1,119 @@
+"""Shared fixtures: a real mosquitto on a free loopback port, the registry model, MQTT clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_queued_messages 0
+max_inflight_messages 0
+persistence false
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def _mosquitto() -> str | None:
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+def start_broker(directory: Path, port: int | None = None) -> Broker:
+    binary = _mosquitto()
+    if binary is None:
+        if os.environ.get("EDGE_REQUIRE_BROKER") == "1":
+            pytest.fail("mosquitto is required (EDGE_REQUIRE_BROKER=1) but not installed")
+        pytest.skip("mosquitto not installed; run `make test` to install it")
+    port = port or free_port()
+    conf = directory / f"mosquitto-{port}.conf"
+    conf.write_text(MOSQUITTO_CONF.format(port=port))
+    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return Broker("127.0.0.1", port, process)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    output = process.communicate()[1]
+    pytest.fail(f"mosquitto did not start: {output!r}")
+
+
+def stop_broker(broker: Broker) -> None:
+    broker.process.terminate()
+    try:
+        broker.process.wait(5)
+    except subprocess.TimeoutExpired:
+        broker.process.kill()
+        broker.process.wait()
+    if broker.process.stderr is not None:
+        broker.process.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A mosquitto on a free loopback port for the whole session."""
+    started = start_broker(tmp_path_factory.mktemp("broker"))
+    yield started
+    stop_broker(started)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model registry holding the pretrained FER model as emotion 1.0.0."""
+    repo_registry = REPO / "models"
+    if (repo_registry / "emotion" / "1.0.0" / "manifest.json").is_file():
+        return repo_registry
+    from cloud_trainer.pretrained import import_pretrained
+
+    target = tmp_path_factory.mktemp("registry")
+    import_pretrained(target)
+    return target
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short id unique to this test run, for topics and client ids."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
+    """Fail the test if the event loop reports an unhandled error."""
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    yield errors
+    assert not errors, errors

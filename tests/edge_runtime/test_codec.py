@@ -1,0 +1,78 @@
+"""Codec: protobuf and JSON round trips, and precise errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime.codec import decode_request, decode_response, encode_request, encode_response
+from edge_runtime.errors import PayloadError
+from edge_runtime.messages import (
+    FacePixels,
+    FaceResult,
+    ModelRef,
+    Request,
+    Response,
+    Status,
+    Timings,
+    WireFormat,
+)
+from edge_runtime.topics import Topics
+
+
+@pytest.mark.parametrize("wire", list(WireFormat))
+def test_request_round_trip(wire):
+    gray = np.arange(64 * 64, dtype=np.uint32).astype(np.uint8).reshape(64, 64, 1)
+    rgb = np.random.default_rng(0).uniform(0, 255, (10, 12, 3)).astype(np.float32)
+    request = Request("id", "cam", 42, (FacePixels(gray), FacePixels(rgb)))
+    decoded = decode_request(
+        encode_request(request, wire), wire, topic_device="cam", max_faces=8, max_face_side=512
+    )
+    assert (decoded.request_id, decoded.device_id, decoded.captured_at_ms) == ("id", "cam", 42)
+    np.testing.assert_array_equal(decoded.faces[0].pixels, gray)
+    np.testing.assert_array_equal(decoded.faces[1].pixels, rgb)
+
+
+@pytest.mark.parametrize("wire", list(WireFormat))
+def test_response_round_trip(wire):
+    response = Response(
+        "id",
+        "cam",
+        Status.OK,
+        "",
+        ModelRef("emotion", "2.0.0"),
+        (FaceResult("happy", 3, 0.5, (0.5, 0.5)),),
+        Timings(1, 2, 3, 4),
+        9,
+    )
+    assert decode_response(encode_response(response, wire), wire) == response
+
+
+def test_float32_out_of_range_is_rejected():
+    request = Request("id", "", 0, (FacePixels(np.full((2, 2, 1), 300.0, np.float32)),))
+    with pytest.raises(PayloadError, match=r"outside 0\.\.255"):
+        decode_request(
+            encode_request(request),
+            WireFormat.PROTOBUF,
+            topic_device="c",
+            max_faces=8,
+            max_face_side=512,
+        )
+
+
+def test_json_garbage_is_a_decode_error():
+    with pytest.raises(PayloadError, match="cannot decode") as caught:
+        decode_request(
+            b"{not json", WireFormat.JSON, topic_device="c", max_faces=8, max_face_side=8
+        )
+    assert caught.value.reason == "decode"
+
+
+def test_topics_parse_and_reject_wildcards():
+    topics = Topics("emotion/v1")
+    assert topics.device_of_request("emotion/v1/cam-1/request") == "cam-1"
+    assert topics.device_of_request("emotion/v1/runtime/request") is None
+    assert topics.device_of_request("other/v1/cam/request") is None
+    assert topics.device_of_request("emotion/v1/a/b/request") is None
+    with pytest.raises(ValueError, match="invalid topic segment"):
+        topics.result("cam/+")

@@ -1,0 +1,150 @@
+"""Test helpers: run a runtime in-process, and a device-side MQTT client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime import (
+    FacePixels,
+    InboundMessage,
+    MqttTransport,
+    Request,
+    Response,
+    Runtime,
+    WireFormat,
+    decode_response,
+    encode_request,
+    load_settings,
+)
+from edge_runtime.backends import load_model
+from edge_runtime.settings import Settings
+
+
+def make_settings(broker_url: str, registry: Path, unique: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "mqtt.broker": broker_url,
+        "runtime_id": f"rt-{unique}",
+        "topic_root": f"test-{unique}/v1",
+        "model.registry": str(registry),
+        "metrics.port": 0,
+        "twin.enabled": False,
+        "mqtt.reconnect_min_s": 0.1,
+        "mqtt.reconnect_max_s": 0.5,
+    }
+    values.update(overrides)
+    return load_settings({}, None, values)
+
+
+@contextlib.asynccontextmanager
+async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Start a runtime in this loop, wait until it is connected, stop it gracefully after."""
+    model = await asyncio.to_thread(load_model, settings.model, settings.batch.max_size)
+    await asyncio.to_thread(model.warm_up)
+    runtime = Runtime(settings, model=model)
+    task = asyncio.create_task(runtime.run(), name="test-runtime")
+    try:
+        await runtime.transport.wait_connected(10)
+        yield runtime
+    finally:
+        runtime.stop()
+        try:
+            async with asyncio.timeout(15):
+                await task
+        finally:
+            if not task.done():
+                task.cancel()
+            model.close()
+
+
+def face(seed: int, size: int = 64, channels: int = 1) -> FacePixels:
+    rng = np.random.default_rng(seed)
+    return FacePixels(rng.integers(0, 256, (size, size, channels), dtype=np.uint8))
+
+
+@dataclass
+class Device:
+    """A device-side client collecting responses on its result topic."""
+
+    transport: MqttTransport
+    root: str
+    name: str
+    responses: asyncio.Queue[tuple[str, Response, bytes | None]] = field(
+        default_factory=asyncio.Queue
+    )
+    other: asyncio.Queue[InboundMessage] = field(default_factory=asyncio.Queue)
+
+    def request_topic(self) -> str:
+        return f"{self.root}/{self.name}/request"
+
+    async def send(
+        self,
+        request: Request | bytes,
+        *,
+        wire: WireFormat = WireFormat.PROTOBUF,
+        content_type: str = "",
+        topic: str | None = None,
+    ) -> None:
+        payload = request if isinstance(request, bytes) else encode_request(request, wire)
+        await self.transport.publish(
+            topic or self.request_topic(),
+            payload,
+            qos=1,
+            content_type=content_type,
+        )
+
+    async def receive(self, count: int, timeout_s: float = 10.0) -> list[Response]:
+        results = []
+        async with asyncio.timeout(timeout_s):
+            for _ in range(count):
+                results.append((await self.responses.get())[1])
+        return results
+
+
+@contextlib.asynccontextmanager
+async def device(
+    broker_url: str, root: str, name: str, extra_topics: tuple[str, ...] = ()
+) -> AsyncIterator[Device]:
+    """Connect a device client subscribed to its result topic (and ``extra_topics``)."""
+    topics = [(f"{root}/{name}/result", 1), *[(t, 1) for t in extra_topics]]
+    transport = MqttTransport(
+        broker_url,
+        client_id=f"dev-{name}-{id(topics)}",
+        subscriptions=topics,
+        clean_start=True,
+        session_expiry_s=0,
+    )
+    dev = Device(transport, root, name)
+
+    async def pump() -> None:
+        async for message in transport.messages():
+            wire = (
+                WireFormat.JSON
+                if message.content_type == "application/json"
+                else WireFormat.PROTOBUF
+            )
+            if message.topic.endswith("/result") or message.correlation_data is not None:
+                dev.responses.put_nowait(
+                    (
+                        message.topic,
+                        decode_response(message.payload, wire),
+                        message.correlation_data,
+                    )
+                )
+            else:
+                dev.other.put_nowait(message)
+
+    async with transport:
+        await transport.wait_connected(10)
+        task = asyncio.create_task(pump())
+        try:
+            yield dev
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
