@@ -10,8 +10,9 @@ import signal
 import sys
 from pathlib import Path
 
-from edge_runtime.backends import load_model
-from edge_runtime.errors import ConfigError, EdgeError
+from edge_runtime.backends import Model, load_model, load_verified
+from edge_runtime.errors import ConfigError, EdgeError, ModelError
+from edge_runtime.model_sync import Served, startup_manifest
 from edge_runtime.runtime import Runtime
 from edge_runtime.settings import Settings, iter_settings, load_settings
 
@@ -65,10 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _startup_model(settings: Settings) -> tuple[Model, Served | None]:
+    """The last good twin-delivered version from the cache, else the configured model."""
+    cached = startup_manifest(settings)
+    if cached is not None:
+        manifest, served = cached
+        try:
+            return load_verified(manifest, settings.model, settings.batch.max_size), served
+        except ModelError as exc:
+            _LOGGER.warning("cached model %s unusable (%s); using the registry", served, exc)
+    return load_model(settings.model, settings.batch.max_size), None
+
+
 async def _serve(settings: Settings) -> int:
-    model = await asyncio.to_thread(load_model, settings.model, settings.batch.max_size)
+    model, served = await asyncio.to_thread(_startup_model, settings)
     await asyncio.to_thread(model.warm_up)
-    runtime = Runtime(settings, model=model)
+    runtime = Runtime(settings, model=model, served=served)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runtime.stop)

@@ -28,7 +28,8 @@ from edge_runtime.messages import (
     WireFormat,
 )
 from edge_runtime.metrics import Metrics
-from edge_runtime.settings import Settings
+from edge_runtime.model_sync import ModelSync, Served
+from edge_runtime.settings import Settings, TwinLayout
 from edge_runtime.topics import (
     CONTENT_TYPE_JSON,
     CONTENT_TYPE_PROTOBUF,
@@ -40,6 +41,7 @@ from edge_runtime.topics import (
     Topics,
 )
 from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
+from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
 
 _LOGGER = logging.getLogger(__name__)
 _OFFLINE_PUBLISH_TIMEOUT_S = 2.0
@@ -83,6 +85,7 @@ class Runtime:
     Args:
         settings: Validated settings.
         model: The model to serve first.
+        served: What ``model`` is in twin terms, when it came from the model cache.
         clock: Monotonic clock (injected by tests).
     """
 
@@ -91,6 +94,7 @@ class Runtime:
         settings: Settings,
         *,
         model: Model,
+        served: Served | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -105,10 +109,29 @@ class Runtime:
         self._published = asyncio.Event()
         self._published.set()
         mqtt = settings.mqtt
+        subscriptions = [(self._topics.request_filter, REQUEST_QOS)]
+        self._twin: TwinClient | None = None
+        self._model_sync: ModelSync | None = None
+        if settings.twin.enabled:
+            layout = Layout.V1_4 if settings.twin.layout is TwinLayout.V1_4 else Layout.V1_17
+            self._twin = TwinClient(
+                DeviceRef(settings.twin_device, settings.twin.namespace),
+                topics=TwinTopics(layout),
+                publish=lambda topic, payload: self._transport.publish_nowait(topic, payload),
+            )
+            subscriptions += self._twin.subscriptions
+            self._model_sync = ModelSync(
+                settings,
+                self._twin,
+                current=model,
+                swap=self.swap_model,
+                initial=served,
+                on_swap=lambda result, _version: self.metrics.model_swaps.labels(result).inc(),
+            )
         self._transport = MqttTransport(
             mqtt.broker,
             client_id=settings.client_id,
-            subscriptions=[(self._topics.request_filter, REQUEST_QOS)],
+            subscriptions=subscriptions,
             will=Will(self._topics.state(settings.runtime_id), OFFLINE, STATUS_QOS, True),
             credentials=Credentials(
                 mqtt.username,
@@ -143,6 +166,11 @@ class Runtime:
         return self._transport
 
     @property
+    def model_sync(self) -> ModelSync | None:
+        """The twin-driven model manager (``None`` when twin sync is off)."""
+        return self._model_sync
+
+    @property
     def model(self) -> Model:
         """The model answering requests now."""
         return self._model
@@ -171,7 +199,7 @@ class Runtime:
         """Serve ``model`` from the next batch on; return the previous model (still open)."""
         previous, self._model = self._model, model
         self.metrics.serving(model.ref.name, model.ref.version, model.variant)
-        self._announce()
+        self._publish_info()
         return previous
 
     def stop(self) -> None:
@@ -196,6 +224,8 @@ class Runtime:
             async with health, self._transport, asyncio.TaskGroup() as tg:
                 batcher = tg.create_task(self._batcher.serve(), name=f"runtime[{name}].batcher")
                 ingest = tg.create_task(self._ingest(), name=f"runtime[{name}].ingest")
+                if self._model_sync is not None:
+                    sync = tg.create_task(self._model_sync.run(), name=f"runtime[{name}].models")
                 self.state = RuntimeState.SERVING
                 if on_ready is not None:
                     on_ready()
@@ -204,6 +234,8 @@ class Runtime:
                 ingest.cancel()
                 await self._drain()
                 batcher.cancel()
+                if self._model_sync is not None:
+                    sync.cancel()
         finally:
             self.state = RuntimeState.STOPPED
 
@@ -233,8 +265,16 @@ class Runtime:
             _LOGGER.warning("could not publish offline state before exit")
 
     def _announce(self) -> None:
-        """Publish the retained ServiceInfo and ``online`` (after each connect or swap)."""
+        """After each (re)connect: retained info and ``online``, re-read and report the twin."""
         self.metrics.connected.set(1)
+        self._publish_info()
+        if self._twin is not None and self._model_sync is not None:
+            # Deltas may have been missed while away: ask for the whole twin again.
+            self._twin.request_twins().add_done_callback(self._log_failure)
+            self._model_sync.report()
+
+    def _publish_info(self) -> None:
+        """Publish the retained ServiceInfo and ``online``."""
         runtime_id = self._settings.runtime_id
         for future in (
             self._transport.publish_nowait(
@@ -257,6 +297,11 @@ class Runtime:
 
     async def _ingest(self) -> None:
         async for message in self._transport.messages():
+            if self._twin is not None and message.topic.startswith("$hw/"):
+                if not self._twin.handle(message.topic, message.payload):
+                    _LOGGER.info("ignoring twin message on %.200s", message.topic)
+                self._transport.ack(message)
+                continue
             self._handle(message)
 
     def _handle(self, message: InboundMessage) -> None:

@@ -1,0 +1,130 @@
+"""``kubeedge-twin-sim``: the edgecore stand-in (DeviceTwin + cloud) and its cloud CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kubeedge_twin.crd import load_definitions
+from kubeedge_twin.messages import MsgTwin, TwinMessage, TwinValue, TwinVersion, get_request, now_ms
+from kubeedge_twin.standin import EdgecoreStandIn
+from kubeedge_twin.store import TwinStore
+from kubeedge_twin.topics import TWIN_CLOUD_UPDATED, TWIN_GET, TWIN_GET_RESULT, Layout
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="kubeedge-twin-sim",
+        description="A stand-in for edgecore's DeviceTwin and the cloud, for demos and tests "
+        "on one machine. Real deployments use edgecore and the Kubernetes API.",
+    )
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
+    parser.add_argument(
+        "--layout",
+        choices=[x.value for x in Layout],
+        default="1.4",
+        help="DeviceTwin topic layout (default 1.4)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="answer DeviceTwin topics until SIGTERM")
+    serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
+    serve.add_argument("--node", default="edge-node", help="edge node name")
+    serve.add_argument(
+        "--devices",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="Device YAML files (v1alpha2 or v1beta1) to bind to this node",
+    )
+    desired = commands.add_parser(
+        "set-desired", help="set desired twin values as the cloud does (twin/cloud_updated)"
+    )
+    desired.add_argument("device", help="device id (name; namespace/name for 1.17)")
+    desired.add_argument("values", nargs="+", metavar="NAME=VALUE")
+    get = commands.add_parser("get", help="print a device's twins (twin/get)")
+    get.add_argument("device", help="device id")
+    return parser
+
+
+def _client(broker: str) -> mqtt.Client:
+    url = urlsplit(broker)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+    client.loop_start()
+    return client
+
+
+def _serve(args: argparse.Namespace) -> int:
+    store = TwinStore(args.db)
+    standin = EdgecoreStandIn(args.broker, store, layout=Layout(args.layout), node=args.node)
+    standin.start()
+    standin.add_devices(load_definitions(args.devices))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.getLogger(__name__).info("edgecore stand-in serving node %s", args.node)
+    stop.wait()
+    standin.stop()
+    store.close()
+    return 0
+
+
+def _set_desired(args: argparse.Namespace) -> int:
+    values = dict(item.split("=", 1) for item in args.values)
+    version = TwinVersion(now_ms(), 0)
+    message = TwinMessage(
+        {k: MsgTwin(expected=TwinValue(v), expected_version=version) for k, v in values.items()}
+    )
+    client = _client(args.broker)
+    info = client.publish(
+        f"$hw/events/device/{args.device}{TWIN_CLOUD_UPDATED}", message.encode(versions=True), qos=1
+    )
+    info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    answer = threading.Event()
+    result: list[bytes] = []
+    client = _client(args.broker)
+    topic = f"$hw/events/device/{args.device}"
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        result.append(bytes(message.payload))
+        answer.set()
+
+    client.on_message = on_message
+    client.subscribe(topic + TWIN_GET_RESULT, qos=1)
+    client.publish(topic + TWIN_GET, get_request("cli"), qos=1)
+    ok = answer.wait(10)
+    client.disconnect()
+    client.loop_stop()
+    if not ok:
+        print("no answer from the stand-in", file=sys.stderr)
+        return 1
+    print(json.dumps(json.loads(result[0]), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``kubeedge-twin-sim``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    commands = {"serve": _serve, "set-desired": _set_desired, "get": _get}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

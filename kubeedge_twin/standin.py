@@ -1,0 +1,136 @@
+"""The edgecore stand-in: edgecore's DeviceTwin plus a "cloud", on one machine.
+
+This is NOT edgecore. It answers the DeviceTwin MQTT protocol as SPEC §2 describes (results,
+documents, deltas re-sent while a mismatch remains, 400/404 errors, the empty-device error
+topic) so the demo and the tests run without a cluster. Real deployments use edgecore.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kubeedge_twin.engine import DeviceDefinition, Outbox, TwinEngine
+from kubeedge_twin.store import TwinStore
+from kubeedge_twin.topics import (
+    MEMBERSHIP_GET,
+    STATE_UPDATE,
+    TWIN_CLOUD_UPDATED,
+    TWIN_GET,
+    TWIN_UPDATE,
+    Layout,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class EdgecoreStandIn:
+    """Serves the DeviceTwin topics of one node on a broker, from a SQLite store.
+
+    Args:
+        broker: ``mqtt://host:port``.
+        store: Device and twin storage.
+        layout: Topic layout (1.4 or >= 1.17).
+        node: Node name for membership topics.
+        client_id: MQTT client id (must differ from edgecore's ``hub-client-*``).
+    """
+
+    def __init__(
+        self,
+        broker: str,
+        store: TwinStore,
+        *,
+        layout: Layout = Layout.V1_4,
+        node: str = "edge-node",
+        client_id: str = "edgecore-standin",
+    ) -> None:
+        url = urlsplit(broker)
+        self._host, self._port = url.hostname or "127.0.0.1", url.port or 1883
+        self.engine = TwinEngine(store, layout=layout, node=node)
+        self._node = node
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_socket_open = _nodelay
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connect and start serving on paho's network thread.
+
+        Raises:
+            TimeoutError: if the broker does not answer.
+        """
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.stop()
+            raise TimeoutError(f"broker {self._host}:{self._port} unavailable")
+
+    def stop(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            _LOGGER.error("broker refused the stand-in: %s", reason)
+            return
+        topics = self.engine.topics
+        client.subscribe(
+            [
+                (topics.device_filter(TWIN_UPDATE), 1),
+                (topics.device_filter(TWIN_GET), 1),
+                (topics.device_filter(TWIN_CLOUD_UPDATED), 1),
+                (topics.device_filter(STATE_UPDATE), 1),
+                (topics.node_topic(self._node, MEMBERSHIP_GET), 1),
+            ]
+        )
+        self._connected.set()
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        topic, payload = message.topic, bytes(message.payload)
+        if topic == self.engine.topics.node_topic(self._node, MEMBERSHIP_GET):
+            self._send(self.engine.membership_get(payload))
+            return
+        parsed = self.engine.topics.parse(topic)
+        if parsed is None:
+            return
+        device_id, suffix = parsed
+        handlers = {
+            TWIN_UPDATE: self.engine.twin_update,
+            TWIN_GET: self.engine.twin_get,
+            TWIN_CLOUD_UPDATED: self.engine.cloud_updated,
+            STATE_UPDATE: self.engine.state_update,
+        }
+        handler = handlers.get(suffix)
+        if handler is not None:
+            self._send(handler(device_id, payload))
+
+    def _send(self, outbox: Outbox) -> None:
+        # edgecore publishes at QoS 1, not retained (SPEC §1.1).
+        for topic, payload in outbox:
+            self._client.publish(topic, payload, qos=1, retain=False)
+
+    # the "cloud" interface
+
+    def add_devices(self, definitions: Iterable[DeviceDefinition]) -> None:
+        """Bind devices to this node (as creating their Device CRs would)."""
+        for definition in definitions:
+            self._send(self.engine.add_device(definition))
+
+    def set_desired(self, device_id: str, values: Mapping[str, str]) -> None:
+        """Set desired twin values as the cloud's ``cloud_updated`` path does (SPEC §2.8)."""
+        self._send(self.engine.set_desired(device_id, values))
