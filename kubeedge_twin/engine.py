@@ -278,6 +278,8 @@ class TwinEngine:
             if entry.optional is not None:
                 twin.optional = entry.optional
             changed.append(name)
+        if not changed:
+            return []  # every change was refused by the version check: nothing is published
         self._store.save(device)
         return self._document(device, message.event_id, before, changed) + self._delta(device)
 

@@ -128,7 +128,8 @@ async def device(
                 if message.content_type == "application/json"
                 else WireFormat.PROTOBUF
             )
-            if message.topic.endswith("/result") or message.correlation_data is not None:
+            own_result = message.topic == f"{root}/{name}/result"
+            if own_result or message.correlation_data is not None:
                 dev.responses.put_nowait(
                     (
                         message.topic,

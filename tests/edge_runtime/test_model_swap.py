@@ -1,0 +1,279 @@
+"""Model versions through KubeEdge device twins: desired → fetched → served → reported."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cloud_trainer.push import desired_twins
+from cloud_trainer.registry import ArtefactFile, register
+from cloud_trainer.store import ModelStore
+from edge_runtime import Request, Status
+from edge_runtime.__main__ import _startup_model
+from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
+from tests.helpers import device, face, make_settings, running_runtime
+
+pytestmark = pytest.mark.integration
+
+TWIN_NAMES = ("model_version", "model_uri", "model_sha256", "model_status")
+
+
+def _register_copy(source: Path, root: Path, version: str, **kw) -> None:
+    files = [ArtefactFile(source / "model.tflite", "model.tflite", "tflite", "float32")]
+    register(root, name="emotion", version=version, files=files, height=64, width=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def swap_registry(registry, tmp_path_factory) -> Path:
+    """Registry with 1.0.0, 1.1.0 (same weights) and deliberately broken versions."""
+    root = tmp_path_factory.mktemp("swap-registry")
+    shutil.copytree(registry / "emotion" / "1.0.0", root / "emotion" / "1.0.0")
+    source = root / "emotion" / "1.0.0"
+    _register_copy(source, root, "1.1.0")
+    _register_copy(source, root, "9.0.0")  # corrupted below: checksum mismatch
+    (root / "emotion" / "9.0.0" / "model.tflite").write_bytes(b"tampered")
+    garbage = root / "garbage.tflite"
+    garbage.write_bytes(b"this is not a flatbuffer" * 10)
+    register(
+        root,
+        name="emotion",
+        version="9.0.1",
+        height=64,
+        width=64,
+        files=[ArtefactFile(garbage, "model.tflite", "tflite", "float32")],
+    )
+    _register_copy(source, root, "9.0.2", labels=("a", "b", "c", "d", "e"))  # wrong outputs
+    return root
+
+
+@pytest.fixture(scope="module")
+def store(swap_registry):
+    server = ModelStore(swap_registry)
+    server.start()
+    yield server
+    server.stop()
+
+
+@contextlib.contextmanager
+def standin(broker, layout: Layout, device_name: str):
+    twin_store = TwinStore()
+    service = EdgecoreStandIn(
+        broker.url, twin_store, layout=layout, client_id=f"standin-{device_name}"
+    )
+    service.start()
+    service.add_devices(
+        [DeviceDefinition(device_name, desired={n: ("", "string") for n in TWIN_NAMES})]
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+        twin_store.close()
+
+
+def _device_id(layout: Layout, name: str) -> str:
+    return name if layout is Layout.V1_4 else f"default/{name}"
+
+
+def _reported(service: EdgecoreStandIn, device_id: str) -> dict[str, str]:
+    device = service.engine.device(device_id)
+    assert device is not None
+    return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
+
+
+async def _until_reported(service, device_id, **expected: str) -> dict[str, str]:
+    async with asyncio.timeout(20):
+        while True:
+            reported = _reported(service, device_id)
+            if all(reported.get(k) == v for k, v in expected.items()):
+                return reported
+            await asyncio.sleep(0.02)
+
+
+async def _until_failed(service, device_id) -> dict[str, str]:
+    async with asyncio.timeout(20):
+        while True:
+            reported = _reported(service, device_id)
+            if reported.get("model_status", "").startswith("failed:"):
+                return reported
+            await asyncio.sleep(0.02)
+
+
+def _settings(broker, registry, unique, tmp_path, layout=Layout.V1_4, **extra):
+    return make_settings(
+        broker.url,
+        registry,
+        unique,
+        **{
+            "twin.enabled": True,
+            "twin.layout": layout.value,
+            "twin.cache_dir": str(tmp_path / "cache"),
+            "model.version": "1.0.0",
+            **extra,
+        },
+    )
+
+
+@pytest.mark.parametrize("layout", [Layout.V1_4, Layout.V1_17])
+async def test_desired_version_is_fetched_served_and_reported(
+    broker, swap_registry, store, unique, tmp_path, layout
+):
+    settings = _settings(broker, swap_registry, unique, tmp_path, layout)
+    device_id = _device_id(layout, settings.twin_device)
+    spy_topic = "$hw/events/device/#"
+    with standin(broker, layout, settings.twin_device) as service:
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam", (spy_topic,)) as cam,
+        ):
+            await _until_reported(service, device_id, model_version="1.0.0", model_status="serving")
+            wanted = desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+            service.set_desired(device_id, wanted)
+            reported = await _until_reported(
+                service, device_id, model_version="1.1.0", model_status="serving"
+            )
+            await cam.send(Request("after-swap", "cam", 0, (face(1),)))
+            (response,) = await cam.receive(1)
+            spied = []
+            while not cam.other.empty():
+                spied.append(cam.other.get_nowait())
+    assert response.model is not None
+    assert response.model.version == "1.1.0"
+    assert reported["model_uri"] == wanted["model_uri"]
+    assert reported["model_sha256"] == wanted["model_sha256"]
+    updates = [m for m in spied if m.topic.endswith("/twin/update")]
+    assert updates, "the runtime reported nothing"
+    for message in updates:
+        for twin in json.loads(message.payload)["twin"].values():
+            assert "expected" not in twin  # edges only ever report actual (SPEC §2.3)
+
+
+async def test_swap_under_load_fails_and_loses_nothing(
+    broker, swap_registry, store, unique, tmp_path
+):
+    settings = _settings(broker, swap_registry, unique, tmp_path)
+    device_id = settings.twin_device
+    devices = 8
+    after_swap = 20
+    with standin(broker, Layout.V1_4, device_id) as service:
+        async with running_runtime(settings), contextlib.AsyncExitStack() as stack:
+            cams = [
+                await stack.enter_async_context(device(broker.url, settings.topic_root, f"d{i}"))
+                for i in range(devices)
+            ]
+            await _until_reported(service, device_id, model_status="serving")
+
+            swapped = asyncio.Event()
+
+            async def load(cam) -> list:
+                # Each device keeps a request in flight until the swap is reported, and after.
+                answers, sent, extra = [], 0, 0
+                while extra < after_swap:
+                    await cam.send(Request(f"{cam.name}-{sent}", cam.name, 0, (face(sent),)))
+                    sent += 1
+                    answers.extend(await cam.receive(1, timeout_s=20))
+                    extra += swapped.is_set()
+                return answers
+
+            async def push_midway() -> None:
+                await asyncio.sleep(0.3)  # load runs until the swap is done, so any moment works
+                service.set_desired(
+                    device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+                )
+                await _until_reported(service, device_id, model_version="1.1.0")
+                swapped.set()
+
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(load(cam)) for cam in cams]
+                tg.create_task(push_midway())
+    results = [task.result() for task in tasks]
+    for answers in results:
+        assert len(answers) > after_swap
+        assert all(r.status is Status.OK for r in answers)
+        versions = [r.model.version for r in answers]
+        first_new = versions.index("1.1.0") if "1.1.0" in versions else len(versions)
+        assert set(versions[:first_new]) <= {"1.0.0"}
+        assert set(versions[first_new:]) <= {"1.1.0"}  # old → new exactly once
+    for answers in results:
+        versions = [r.model.version for r in answers]
+        assert versions[0] == "1.0.0"
+        assert versions[-1] == "1.1.0"
+
+
+BROKEN = {
+    "checksum": ("9.0.0", None, "sha256_mismatch"),
+    "corrupt-file": ("9.0.1", None, "TFLite_cannot_load"),
+    "wrong-outputs": ("9.0.2", None, "output_shape"),
+    "unreachable": ("1.1.0", "http://127.0.0.1:9/emotion/1.1.0/manifest.json", "cannot_fetch"),
+    "version-mismatch": ("7.7.7", "1.0.0", "manifest_is_version_1.0.0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+async def test_bad_model_keeps_old_serving_and_reports_why(
+    broker, swap_registry, store, unique, tmp_path, case
+):
+    version, uri, reason = BROKEN[case]
+    settings = _settings(broker, swap_registry, unique, tmp_path)
+    device_id = settings.twin_device
+    if case == "version-mismatch":
+        wanted = desired_twins(swap_registry, "emotion", "1.0.0", store.url)
+        wanted["model_version"] = version
+    else:
+        wanted = desired_twins(swap_registry, "emotion", version, store.url)
+        if uri:
+            wanted["model_uri"] = uri
+    with standin(broker, Layout.V1_4, device_id) as service:
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await _until_reported(service, device_id, model_status="serving")
+            service.set_desired(device_id, wanted)
+            async with asyncio.timeout(20):
+                while (
+                    not _reported(service, device_id).get("model_status", "").startswith("failed:")
+                ):
+                    await asyncio.sleep(0.02)
+            reported = _reported(service, device_id)
+            await cam.send(Request("still", "cam", 0, (face(2),)))
+            (response,) = await cam.receive(1)
+            # The next desired change is still honoured.
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+            )
+            await _until_reported(service, device_id, model_version="1.1.0", model_status="serving")
+    assert reported["model_version"] == "1.0.0"
+    assert reason in reported["model_status"]
+    assert response.status is Status.OK
+    assert response.model.version == "1.0.0"
+
+
+async def test_desired_change_while_down_is_applied_after_restart_and_cached(
+    broker, swap_registry, store, unique, tmp_path
+):
+    settings = _settings(broker, swap_registry, unique, tmp_path)
+    device_id = settings.twin_device
+    with standin(broker, Layout.V1_4, device_id) as service:
+        async with running_runtime(settings):
+            await _until_reported(service, device_id, model_status="serving")
+        service.set_desired(device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url))
+        async with running_runtime(settings) as runtime:
+            await _until_reported(service, device_id, model_version="1.1.0", model_status="serving")
+            assert runtime.model.ref.version == "1.1.0"
+    # A restart serves the cached last good version before any broker is reachable.
+    offline = _settings(
+        broker, swap_registry, unique, tmp_path, **{"mqtt.broker": "mqtt://127.0.0.1:9"}
+    )
+    model, served = _startup_model(offline)
+    try:
+        assert model.ref.version == "1.1.0"
+        assert served is not None
+        assert served.version == "1.1.0"
+    finally:
+        model.close()
