@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kubeedge_twin.cloud import publish_cloud_update
 from kubeedge_twin.crd import load_definitions
-from kubeedge_twin.messages import MsgTwin, TwinMessage, TwinValue, TwinVersion, get_request, now_ms
+from kubeedge_twin.messages import get_request
 from kubeedge_twin.standin import EdgecoreStandIn
 from kubeedge_twin.store import TwinStore
-from kubeedge_twin.topics import TWIN_CLOUD_UPDATED, TWIN_GET, TWIN_GET_RESULT, Layout
+from kubeedge_twin.topics import TWIN_GET, TWIN_GET_RESULT, Layout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,17 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _set_desired(args: argparse.Namespace) -> int:
     values = dict(item.split("=", 1) for item in args.values)
-    version = TwinVersion(now_ms(), 0)
-    message = TwinMessage(
-        {k: MsgTwin(expected=TwinValue(v), expected_version=version) for k, v in values.items()}
-    )
-    client = _client(args.broker)
-    info = client.publish(
-        f"$hw/events/device/{args.device}{TWIN_CLOUD_UPDATED}", message.encode(versions=True), qos=1
-    )
-    info.wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
+    publish_cloud_update(args.broker, args.device, values)
     return 0
 
 
