@@ -110,7 +110,7 @@ async def _until_failed(service, device_id) -> dict[str, str]:
             reported = _reported(service, device_id)
             if reported.get("model_status", "").startswith("failed:"):
                 return reported
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 - polls the stand-in store
+            await asyncio.sleep(0.02)
 
 
 def _settings(broker, registry, unique, tmp_path, layout=Layout.V1_4, **extra):
