@@ -75,7 +75,12 @@ def print_summary(stats: FleetStats) -> None:
     )
     _CONSOLE.print(table)
     for version, accuracy in summary["accuracy_by_model_version"].items():
-        _CONSOLE.print(f"accuracy of model {version} on rendered faces: {accuracy:.1%}")
+        count = summary["answers_by_model_version"][version]
+        _CONSOLE.print(
+            f"model {version}: {count} answers, accuracy on rendered faces {accuracy:.1%}"
+        )
+    for event in summary["events"]:
+        _CONSOLE.print(f"t={event['t_s']:.1f}s {event['event']}")
 
 
 async def run_fleet(args: argparse.Namespace) -> FleetStats:

@@ -146,6 +146,7 @@ class Camera:
         if not self._pending:
             self._all_answered.set()
         version = response.model.version if response.model else "?"
+        self._stats.saw_version(version)
         correct = None
         if response.results:
             correct = response.results[0].label == EMOTIONS[sent.label]

@@ -28,11 +28,18 @@ class FleetStats:
     timeline: list[tuple[float, float, str]] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
     histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, LATENCY_MAX_US, 3))
+    _versions: set[str] = field(default_factory=set)
 
     @property
     def failed(self) -> int:
         """Answers whose status was not OK."""
         return self.answered - self.statuses.get("OK", 0)
+
+    def saw_version(self, version: str) -> None:
+        """Mark the first answer from each model version on the timeline."""
+        if version not in self._versions:
+            self._versions.add(version)
+            self.events.append((time.monotonic() - self.started, f"first answer from {version}"))
 
     def record(self, latency_s: float, status: str, version: str, correct: bool | None) -> None:
         """Record one answer."""

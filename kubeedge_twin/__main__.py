@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     desired.add_argument("values", nargs="+", metavar="NAME=VALUE")
     get = commands.add_parser("get", help="print a device's twins (twin/get)")
     get.add_argument("device", help="device id")
+    get.add_argument("--table", action="store_true", help="one line per twin: desired, reported")
     return parser
 
 
@@ -105,7 +106,14 @@ def _get(args: argparse.Namespace) -> int:
     if not ok:
         print("no answer from the stand-in", file=sys.stderr)
         return 1
-    print(json.dumps(json.loads(result[0]), indent=2))
+    document = json.loads(result[0])
+    if not args.table:
+        print(json.dumps(document, indent=2))
+        return 0
+    for name, twin in sorted((document.get("twin") or {}).items()):
+        desired = (twin.get("expected") or {}).get("value", "")
+        reported = (twin.get("actual") or {}).get("value", "")
+        print(f"{name}: desired={desired!r} reported={reported!r}")
     return 0
 
 
