@@ -281,3 +281,63 @@ async def test_desired_change_while_down_is_applied_after_restart_and_cached(
         assert served.version == "1.1.0"
     finally:
         model.close()
+
+
+def _keypair(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    public = tmp_path / "trusted.pem"
+    public.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+async def test_signed_manifest_is_served_and_bad_signature_refused(
+    broker, swap_registry, unique, tmp_path
+):
+    private, public = _keypair(tmp_path)
+    settings = _settings(broker, swap_registry, unique, tmp_path,
+                         **{"twin.trusted_key_file": str(public)})
+    device_id = settings.twin_device
+    # file:// URIs work as well as the HTTP store.
+    base = (swap_registry).as_uri()
+    wanted = desired_twins(swap_registry, "emotion", "1.1.0", base)
+    manifest = (swap_registry / "emotion" / "1.1.0" / "manifest.json").read_bytes()
+    forged = dict(wanted, model_signature=private.sign(b"something else").hex())
+    with standin(broker, Layout.V1_4, device_id) as service:
+        async with running_runtime(settings):
+            await _until_reported(service, device_id, model_status="serving")
+            service.set_desired(device_id, forged)
+            refused = await _until_failed(service, device_id)
+            service.set_desired(device_id, dict(wanted, model_signature=private.sign(manifest).hex()))
+            served = await _until_reported(service, device_id, model_version="1.1.0",
+                                           model_status="serving")
+    assert refused["model_status"] == "failed:signature_invalid"
+    assert refused["model_version"] == "1.0.0"
+    assert served["model_uri"].startswith("file://")
+
+
+async def test_switching_back_to_a_cached_version_needs_no_store(
+    broker, swap_registry, store, unique, tmp_path
+):
+    settings = _settings(broker, swap_registry, unique, tmp_path)
+    device_id = settings.twin_device
+    old = desired_twins(swap_registry, "emotion", "1.0.0", store.url)
+    new = desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+    with standin(broker, Layout.V1_4, device_id) as service:
+        async with running_runtime(settings) as runtime:
+            for wanted in (old, new):
+                service.set_desired(device_id, wanted)
+                await _until_reported(service, device_id, model_version=wanted["model_version"],
+                                      model_sha256=wanted["model_sha256"], model_status="serving")
+            # Both versions are cached now; the store's URL is unreachable from here on.
+            back = dict(old, model_uri=old["model_uri"].replace(store.url, "http://127.0.0.1:9"))
+            service.set_desired(device_id, back)
+            await _until_reported(service, device_id, model_version="1.0.0",
+                                  model_status="serving")
+            assert runtime.model.ref.version == "1.0.0"
