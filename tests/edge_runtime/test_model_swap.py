@@ -86,31 +86,25 @@ def _reported(service: EdgecoreStandIn, device_id: str) -> dict[str, str]:
     return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
 
 
+async def _until(service, device_id, done) -> dict[str, str]:
+    async with asyncio.timeout(20):
+        while True:
+            reported = _reported(service, device_id)
+            if done(reported):
+                return reported
+            await asyncio.sleep(0.02)
+
+
 async def _until_reported(service, device_id, **expected: str) -> dict[str, str]:
-    async with asyncio.timeout(20):
-        while True:
-            reported = _reported(service, device_id)
-            if all(reported.get(k) == v for k, v in expected.items()):
-                return reported
-            await asyncio.sleep(0.02)
+    return await _until(
+        service, device_id, lambda r: all(r.get(k) == v for k, v in expected.items())
+    )
 
 
 async def _until_failed(service, device_id) -> dict[str, str]:
-    async with asyncio.timeout(20):
-        while True:
-            reported = _reported(service, device_id)
-            if reported.get("model_status", "").startswith("failed:"):
-                return reported
-            await asyncio.sleep(0.02)
-
-
-async def _until_failed(service, device_id) -> dict[str, str]:
-    async with asyncio.timeout(20):
-        while True:
-            reported = _reported(service, device_id)
-            if reported.get("model_status", "").startswith("failed:"):
-                return reported
-            await asyncio.sleep(0.02)
+    return await _until(
+        service, device_id, lambda r: r.get("model_status", "").startswith("failed:")
+    )
 
 
 def _settings(broker, registry, unique, tmp_path, layout=Layout.V1_4, **extra):
@@ -301,8 +295,9 @@ async def test_signed_manifest_is_served_and_bad_signature_refused(
     broker, swap_registry, unique, tmp_path
 ):
     private, public = _keypair(tmp_path)
-    settings = _settings(broker, swap_registry, unique, tmp_path,
-                         **{"twin.trusted_key_file": str(public)})
+    settings = _settings(
+        broker, swap_registry, unique, tmp_path, **{"twin.trusted_key_file": str(public)}
+    )
     device_id = settings.twin_device
     # file:// URIs work as well as the HTTP store.
     base = (swap_registry).as_uri()
@@ -314,9 +309,12 @@ async def test_signed_manifest_is_served_and_bad_signature_refused(
             await _until_reported(service, device_id, model_status="serving")
             service.set_desired(device_id, forged)
             refused = await _until_failed(service, device_id)
-            service.set_desired(device_id, dict(wanted, model_signature=private.sign(manifest).hex()))
-            served = await _until_reported(service, device_id, model_version="1.1.0",
-                                           model_status="serving")
+            service.set_desired(
+                device_id, dict(wanted, model_signature=private.sign(manifest).hex())
+            )
+            served = await _until_reported(
+                service, device_id, model_version="1.1.0", model_status="serving"
+            )
     assert refused["model_status"] == "failed:signature_invalid"
     assert refused["model_version"] == "1.0.0"
     assert served["model_uri"].startswith("file://")
@@ -333,11 +331,15 @@ async def test_switching_back_to_a_cached_version_needs_no_store(
         async with running_runtime(settings) as runtime:
             for wanted in (old, new):
                 service.set_desired(device_id, wanted)
-                await _until_reported(service, device_id, model_version=wanted["model_version"],
-                                      model_sha256=wanted["model_sha256"], model_status="serving")
+                await _until_reported(
+                    service,
+                    device_id,
+                    model_version=wanted["model_version"],
+                    model_sha256=wanted["model_sha256"],
+                    model_status="serving",
+                )
             # Both versions are cached now; the store's URL is unreachable from here on.
             back = dict(old, model_uri=old["model_uri"].replace(store.url, "http://127.0.0.1:9"))
             service.set_desired(device_id, back)
-            await _until_reported(service, device_id, model_version="1.0.0",
-                                  model_status="serving")
+            await _until_reported(service, device_id, model_version="1.0.0", model_status="serving")
             assert runtime.model.ref.version == "1.0.0"
