@@ -330,3 +330,45 @@ async def test_metrics_and_probes_are_served_over_http(broker, registry, unique)
     assert 'edge_model_info{name="emotion",variant="float32",version="1.0.0"} 1.0' in text
     assert "edge_batch_size_faces_bucket" in text
     assert "edge_request_seconds_bucket" in text
+
+
+async def test_runtime_reconnects_and_resubscribes_after_a_broker_restart(
+    registry, unique, tmp_path
+):
+    from tests.conftest import free_port, start_broker, stop_broker
+
+    port = free_port()
+    own = start_broker(tmp_path, port)
+    settings = make_settings(own.url, registry, unique)
+    try:
+        async with running_runtime(settings) as runtime:
+            async with device(own.url, settings.topic_root, "cam") as cam:
+                await cam.send(Request("before", "cam", 0, (face(1),)))
+                assert (await cam.receive(1))[0].status is Status.OK
+            stop_broker(own)
+            async with asyncio.timeout(10):
+                while runtime.transport.connected.is_set():
+                    await asyncio.sleep(0.02)  # noqa: ASYNC110 - waits for paho's thread
+            own = start_broker(tmp_path, port)  # a fresh broker: no session, no subscriptions
+            await runtime.transport.wait_connected(20)
+            async with device(own.url, settings.topic_root, "cam") as cam:
+                await cam.send(Request("after", "cam", 0, (face(2),)))
+                (response,) = await cam.receive(1)
+        assert response.status is Status.OK
+        assert response.request_id == "after"
+    finally:
+        stop_broker(own)
+
+
+async def test_model_path_serves_a_given_file(broker, registry, unique):
+    path = registry / "emotion" / "1.0.0" / "model-int8-dynamic.tflite"
+    settings = make_settings(broker.url, registry, unique, **{"model.path": str(path)})
+    async with (
+        running_runtime(settings) as runtime,
+        device(broker.url, settings.topic_root, "cam") as cam,
+    ):
+        await cam.send(Request("p", "cam", 0, (face(3),)))
+        (response,) = await cam.receive(1)
+        variant = runtime.model.variant
+    assert response.status is Status.OK
+    assert variant == "int8-dynamic"
