@@ -347,8 +347,8 @@ async def test_runtime_reconnects_and_resubscribes_after_a_broker_restart(
                 assert (await cam.receive(1))[0].status is Status.OK
             stop_broker(own)
             async with asyncio.timeout(10):
-                while runtime.transport.connected.is_set():
-                    await asyncio.sleep(0.02)  # noqa: ASYNC110 - waits for paho's thread
+                while runtime.transport.connected.is_set():  # noqa: ASYNC110 - paho thread
+                    await asyncio.sleep(0.02)
             own = start_broker(tmp_path, port)  # a fresh broker: no session, no subscriptions
             await runtime.transport.wait_connected(20)
             async with device(own.url, settings.topic_root, "cam") as cam:
