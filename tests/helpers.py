@@ -32,6 +32,7 @@ def make_settings(broker_url: str, registry: Path, unique: str, **overrides: obj
         "runtime_id": f"rt-{unique}",
         "topic_root": f"test-{unique}/v1",
         "model.registry": str(registry),
+        "model.version": "1.0.0",  # the repo registry may hold newer versions (make demo)
         "metrics.port": 0,
         "twin.enabled": False,
         "mqtt.reconnect_min_s": 0.1,

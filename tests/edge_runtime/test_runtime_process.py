@@ -34,6 +34,8 @@ def _start(broker_url: str, registry, unique: str, *extra: str) -> subprocess.Po
             f"proc-{unique}/v1",
             "--model-registry",
             str(registry),
+            "--model-version",
+            "1.0.0",
             "--metrics-port",
             "0",
             "--twin-enabled",
