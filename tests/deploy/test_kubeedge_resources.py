@@ -1,0 +1,53 @@
+"""Our DeviceModel/Device YAML validates against KubeEdge's CRD schemas for its API version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from kubeedge_twin import load_definitions
+from tests.conftest import REPO
+
+CRDS = REPO.parent / "shared" / "kubeedge" / "crds"
+RESOURCES = sorted((REPO / "deploy" / "kubeedge").glob("*/*.yaml"))
+
+
+def _schema(kind: str, version: str) -> dict:
+    crd_file = CRDS / f"devices_{version}_{kind.lower()}.yaml"
+    if not crd_file.is_file():
+        pytest.fail(f"KubeEdge CRD {crd_file} not found (../shared/kubeedge/crds)")
+    crd = yaml.safe_load(crd_file.read_text())
+    if "validation" in crd["spec"]:  # apiextensions v1beta1 (KubeEdge 1.4)
+        return crd["spec"]["validation"]["openAPIV3Schema"]
+    for served in crd["spec"]["versions"]:
+        if served["name"] == version:
+            return served["schema"]["openAPIV3Schema"]
+    pytest.fail(f"{crd_file} does not serve {version}")
+
+
+@pytest.mark.parametrize("path", RESOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_resource_validates_against_its_crd(path: Path):
+    for document in yaml.safe_load_all(path.read_text()):
+        group, version = document["apiVersion"].split("/")
+        assert group == "devices.kubeedge.io"
+        assert version == path.parent.name
+        jsonschema.validate(document, _schema(document["kind"], version))
+
+
+def test_inference_device_declares_every_twin_the_runtime_uses():
+    from edge_runtime.model_sync import (
+        MODEL_SHA256,
+        MODEL_SIGNATURE,
+        MODEL_STATUS,
+        MODEL_URI,
+        MODEL_VERSION,
+    )
+
+    wanted = {MODEL_VERSION, MODEL_URI, MODEL_SHA256, MODEL_SIGNATURE, MODEL_STATUS}
+    definitions = load_definitions(p for p in RESOURCES if p.name.endswith("device.yaml"))
+    assert len(definitions) == 2
+    for definition in definitions:
+        assert set(definition.desired) == wanted
