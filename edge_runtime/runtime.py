@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -20,7 +21,6 @@ from edge_runtime.errors import ConfigError, Overloaded, PayloadError
 from edge_runtime.health import HealthServer
 from edge_runtime.messages import (
     FaceResult,
-    Request,
     Response,
     ServiceInfo,
     Status,
@@ -345,7 +345,9 @@ class Runtime:
         except PayloadError as exc:
             self._reject(reply, exc.reason, str(exc))
             return
-        reply = _with_request(reply, request)
+        reply = dataclasses.replace(
+            reply, request_id=request.request_id, captured_at_ms=request.captured_at_ms
+        )
         try:
             self._batcher.submit(Job(request.faces, reply))
         except Overloaded as exc:
@@ -442,16 +444,3 @@ class Runtime:
         self.metrics.batch_size.observe(faces)
         self.metrics.inference_seconds.observe(inference_s)
         self.metrics.queue_depth.set(self._batcher.depth)
-
-
-def _with_request(reply: _ReplyTo, request: Request) -> _ReplyTo:
-    return _ReplyTo(
-        message=reply.message,
-        device=reply.device,
-        request_id=request.request_id,
-        captured_at_ms=request.captured_at_ms,
-        wire=reply.wire,
-        topic=reply.topic,
-        correlation=reply.correlation,
-        received_at=reply.received_at,
-    )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.manifest import Manifest
 from edge_runtime.messages import InputSpec, ModelRef
 
 
@@ -44,3 +48,52 @@ class Model(Protocol):
     def close(self) -> None:
         """Release the worker thread and interpreter memory."""
         ...
+
+
+class ManifestModel:
+    """What every backend shares: identity from the manifest and one dedicated worker thread.
+
+    Subclasses implement ``_run`` (blocking inference) and ``warm_up``.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, engine: str) -> None:
+        self._manifest = manifest
+        self._variant = next(
+            (f.variant for f in manifest.files if manifest.directory / f.path == path), "float32"
+        )
+        # One thread: interpreters are not thread-safe, and it keeps latency predictable.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{engine}[{manifest.ref.version}]"
+        )
+
+    @property
+    def ref(self) -> ModelRef:
+        """Name and version."""
+        return self._manifest.ref
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """Input of one face."""
+        return self._manifest.input
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels in output order."""
+        return self._manifest.labels
+
+    @property
+    def variant(self) -> str:
+        """Which file of the version runs."""
+        return self._variant
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities for ``batch``, computed on the model's worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, batch)
+
+    def close(self) -> None:
+        """Stop the worker thread after running batches finish."""
+        self._executor.shutdown(wait=True)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.backends.base import ManifestModel
 from edge_runtime.errors import MissingDependency, ModelRejected
 from edge_runtime.manifest import Manifest
-from edge_runtime.messages import InputSpec, ModelRef
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,48 +48,21 @@ def _buckets(max_batch: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-class LiteRtModel:
+class LiteRtModel(ManifestModel):
     """A TFLite model with one interpreter per batch bucket on a dedicated worker thread."""
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
-        self._manifest = manifest
-        self._variant = next(
-            (f.variant for f in manifest.files if manifest.directory / f.path == path),
-            "float32",
-        )
+        super().__init__(path, manifest, "litert")
         self._content = path.read_bytes()
         self._threads = threads
         self._buckets = _buckets(max_batch)
         self._cls = interpreter_class()
         self._interpreters: dict[int, Any] = {}
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"litert[{manifest.ref.version}]"
-        )
         try:
             self._interpreter(1)
         except (ValueError, RuntimeError) as exc:
             self._executor.shutdown(wait=False)
             raise ModelRejected(manifest.ref.version, f"TFLite cannot load it: {exc}") from exc
-
-    @property
-    def ref(self) -> ModelRef:
-        """Name and version."""
-        return self._manifest.ref
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """Input of one face."""
-        return self._manifest.input
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """Labels in output order."""
-        return self._manifest.labels
-
-    @property
-    def variant(self) -> str:
-        """Which file of the version runs."""
-        return self._variant
 
     def _interpreter(self, bucket: int) -> Any:
         interpreter = self._interpreters.get(bucket)
@@ -131,12 +102,7 @@ class LiteRtModel:
         for bucket in self._buckets:
             self._run(np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32))
 
-    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Probabilities for ``batch``, computed on the model's worker thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, batch)
-
     def close(self) -> None:
-        """Stop the worker thread after running batches finish."""
-        self._executor.shutdown(wait=True)
+        """Stop the worker thread after running batches finish; free the interpreters."""
+        super().close()
         self._interpreters.clear()
