@@ -36,6 +36,7 @@ from kubeedge_twin.topics import (
     TWIN_UPDATE_DELTA,
     TWIN_UPDATE_DOCUMENT,
     TWIN_UPDATE_RESULT,
+    DeviceRef,
     Layout,
     TwinTopics,
 )
@@ -341,8 +342,6 @@ class TwinEngine:
     def add_device(self, definition: DeviceDefinition) -> Outbox:
         """Bind a device to this node as the cloud does (membership added, SPEC §2.8 step 4)."""
         with self._lock:
-            from kubeedge_twin.topics import DeviceRef
-
             device_id = self.topics.device_id(DeviceRef(definition.name, definition.namespace))
             existing = self._store.device(device_id)
             if existing is not None:
