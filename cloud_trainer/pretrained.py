@@ -6,9 +6,12 @@ in heavy dependencies); its files are located through ``importlib.metadata``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +68,11 @@ def convert_tflite(
                 yield [sample[None].astype(np.float32)]
 
         converter.representative_dataset = dataset
-    return bytes(converter.convert())
+    # Keras 3's export prints every captured tensor to stdout; keep the CLI's output readable.
+    # The converter also warns about input statistics that full-int8 calibration supplies.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return bytes(converter.convert())
 
 
 def import_pretrained(

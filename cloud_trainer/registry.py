@@ -6,6 +6,7 @@ Versions are immutable: registering an existing version is refused.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,7 +90,9 @@ def register(
     manifest.created_at.FromDatetime(datetime.now(UTC))
     for artefact in files:
         data = artefact.source.read_bytes()
-        (staging / artefact.name).write_bytes(data)
+        target = staging / artefact.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
         manifest.files.add(
             path=artefact.name,
             sha256=sha256_bytes(data),
@@ -111,6 +114,26 @@ def read_manifest(path: Path) -> model_pb2.ModelManifest:
     return message
 
 
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", version))
+
+
 def versions(root: Path, name: str) -> list[str]:
-    """Registered versions of ``name``, unordered."""
-    return sorted(p.parent.name for p in (root / name).glob(f"*/{MANIFEST_NAME}"))
+    """Registered versions of ``name``, oldest first (numeric-aware: 1.10.0 after 1.9.0)."""
+    found = [p.parent.name for p in (root / name).glob(f"*/{MANIFEST_NAME}")]
+    return sorted(found, key=_version_key)
+
+
+def verify_files(directory: Path) -> list[str]:
+    """Problems with a version's files against its manifest (empty when all match)."""
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    problems = []
+    for entry in manifest.files:
+        path = directory / entry.path
+        if not path.is_file():
+            problems.append(f"{entry.path}: missing")
+            continue
+        data = path.read_bytes()
+        if len(data) != entry.size_bytes or sha256_bytes(data) != entry.sha256:
+            problems.append(f"{entry.path}: size or sha256 differs from the manifest")
+    return problems

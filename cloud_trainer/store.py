@@ -1,8 +1,9 @@
 """The HTTP model store: serves the registry read-only (what the runtime's ``model_uri`` names).
 
-Each file is served with its exact ``Content-Length`` and an ``ETag`` of its sha256; the
-whole file is always returned (``Range`` is ignored, so a client can never stitch a file
-from mismatched parts).
+Each file is served with its exact ``Content-Length`` and a strong ``ETag`` of its sha256.
+Single byte ranges are honoured (``206`` with ``Content-Range``) so an interrupted download
+can resume; ``If-Range`` with another ETag gets the whole file, so a client can never stitch
+a file from mismatched parts. Multi-range requests get the whole file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,42 @@ def _sha256(path: Path, mtime_ns: int, size: int) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+UNSATISFIABLE = (-1, -1)
+
+
+def byte_range(
+    header: str | None, if_range: str | None, etag: str, size: int
+) -> tuple[int, int] | None:
+    """The inclusive byte span a ``Range`` header asks for.
+
+    Returns:
+        ``None`` to send the whole file (no, malformed or multi-range header, or an
+        ``If-Range`` naming another version), ``UNSATISFIABLE`` for a range past the end,
+        else ``(first, last)``.
+    """
+    if not header or (if_range is not None and if_range.strip() != etag):
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first_text:  # suffix range: the last N bytes
+            count = int(last_text)
+            return (max(size - count, 0), size - 1) if count > 0 and size else UNSATISFIABLE
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return UNSATISFIABLE
+    if last < first:
+        return None
+    return first, min(last, size - 1)
 
 
 class ModelStore:
@@ -54,32 +91,46 @@ class ModelStore:
                     return None  # staging directories and hidden files are not published
                 return candidate
 
-            def _headers(self, path: Path) -> None:
+            def _respond(self, *, body: bool) -> None:
+                path = self._resolve()
+                if path is None:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
                 stat = path.stat()
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Length", str(stat.st_size))
-                self.send_header("ETag", f'"{_sha256(path, stat.st_mtime_ns, stat.st_size)}"')
-                self.send_header("Accept-Ranges", "none")
+                etag = f'"{_sha256(path, stat.st_mtime_ns, stat.st_size)}"'
+                span = byte_range(
+                    self.headers.get("Range"), self.headers.get("If-Range"), etag, stat.st_size
+                )
+                if span == UNSATISFIABLE:
+                    self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                    self.send_header("Content-Range", f"bytes */{stat.st_size}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start, end = span or (0, stat.st_size - 1)
+                self.send_response(HTTPStatus.PARTIAL_CONTENT if span else HTTPStatus.OK)
+                if span:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{stat.st_size}")
+                self.send_header("Content-Length", str(max(end - start + 1, 0)))
+                self.send_header("ETag", etag)
+                self.send_header("Accept-Ranges", "bytes")
                 kind = "application/json" if path.suffix == ".json" else "application/octet-stream"
                 self.send_header("Content-Type", kind)
                 self.end_headers()
+                if not body:
+                    return
+                with path.open("rb") as handle:
+                    handle.seek(start)
+                    remaining = end - start + 1
+                    while remaining > 0 and (chunk := handle.read(min(1 << 16, remaining))):
+                        self.wfile.write(chunk)
+                        remaining -= len(chunk)
 
             def do_HEAD(self) -> None:
-                path = self._resolve()
-                if path is None:
-                    self.send_error(HTTPStatus.NOT_FOUND)
-                    return
-                self._headers(path)
+                self._respond(body=False)
 
             def do_GET(self) -> None:
-                path = self._resolve()
-                if path is None:
-                    self.send_error(HTTPStatus.NOT_FOUND)
-                    return
-                self._headers(path)
-                with path.open("rb") as handle:
-                    while chunk := handle.read(1 << 16):
-                        self.wfile.write(chunk)
+                self._respond(body=True)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(

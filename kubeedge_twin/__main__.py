@@ -14,12 +14,11 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kubeedge_twin.cloud import publish_cloud_update
+from kubeedge_twin.cloud import fetch_twins, publish_cloud_update, twin_values
 from kubeedge_twin.crd import load_definitions
-from kubeedge_twin.messages import get_request
 from kubeedge_twin.standin import EdgecoreStandIn
 from kubeedge_twin.store import TwinStore
-from kubeedge_twin.topics import TWIN_GET, TWIN_GET_RESULT, Layout
+from kubeedge_twin.topics import Layout
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,32 +87,17 @@ def _set_desired(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    answer = threading.Event()
-    result: list[bytes] = []
-    client = _client(args.broker)
-    topic = f"$hw/events/device/{args.device}"
-
-    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        result.append(bytes(message.payload))
-        answer.set()
-
-    client.on_message = on_message
-    client.subscribe(topic + TWIN_GET_RESULT, qos=1)
-    client.publish(topic + TWIN_GET, get_request("cli"), qos=1)
-    ok = answer.wait(10)
-    client.disconnect()
-    client.loop_stop()
-    if not ok:
+    try:
+        twins = fetch_twins(args.broker, args.device)
+    except TimeoutError:
         print("no answer from the stand-in", file=sys.stderr)
         return 1
-    document = json.loads(result[0])
     if not args.table:
-        print(json.dumps(document, indent=2))
+        print(json.dumps({"twin": twins}, indent=2))
         return 0
-    for name, twin in sorted((document.get("twin") or {}).items()):
-        desired = (twin.get("expected") or {}).get("value", "")
-        reported = (twin.get("actual") or {}).get("value", "")
-        print(f"{name}: desired={desired!r} reported={reported!r}")
+    desired, reported = twin_values(twins, "expected"), twin_values(twins, "actual")
+    for name in sorted(twins):
+        print(f"{name}: desired={desired.get(name, '')!r} reported={reported.get(name, '')!r}")
     return 0
 
 

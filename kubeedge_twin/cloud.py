@@ -7,14 +7,25 @@ Device resource instead (``cloud-trainer push --backend kubernetes``).
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kubeedge_twin.messages import MsgTwin, TwinMessage, TwinValue, TwinVersion, check_value, now_ms
-from kubeedge_twin.topics import PREFIX, TWIN_CLOUD_UPDATED
+from kubeedge_twin.messages import (
+    MsgTwin,
+    TwinMessage,
+    TwinValue,
+    TwinVersion,
+    check_value,
+    get_request,
+    now_ms,
+)
+from kubeedge_twin.topics import PREFIX, TWIN_CLOUD_UPDATED, TWIN_GET, TWIN_GET_RESULT
 
 
 def cloud_update(values: Mapping[str, str], resource_version: int | None = None) -> bytes:
@@ -53,3 +64,47 @@ def publish_cloud_update(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """A device's twin document from edgecore (``twin/get``; blocking).
+
+    Returns:
+        The ``twin`` map of the ``get/result`` document: name → ``{expected, actual, ...}``.
+
+    Raises:
+        TimeoutError: if no answer arrives in time.
+    """
+    url = urlsplit(broker)
+    answer = threading.Event()
+    documents: list[bytes] = []
+    topic = f"{PREFIX}{device_id}"
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        documents.append(bytes(message.payload))
+        answer.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client.on_message = on_message
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+    client.loop_start()
+    try:
+        client.subscribe(topic + TWIN_GET_RESULT, qos=1)
+        client.publish(topic + TWIN_GET, get_request(f"get-{now_ms()}"), qos=1)
+        if not answer.wait(timeout_s):
+            raise TimeoutError(f"no twin/get/result for {device_id} from {broker}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    twins: dict[str, Any] = json.loads(documents[0]).get("twin") or {}
+    return twins
+
+
+def twin_values(twins: Mapping[str, Any], side: str) -> dict[str, str]:
+    """``expected`` (side="expected") or ``actual`` values of a twin map, by name."""
+    values = {}
+    for name, twin in twins.items():
+        value = ((twin or {}).get(side) or {}).get("value")
+        if value is not None:
+            values[name] = str(value)
+    return values

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+import yaml
 
 from edge_runtime import (
     FacePixels,
@@ -24,6 +27,10 @@ from edge_runtime import (
 )
 from edge_runtime.backends import load_model
 from edge_runtime.settings import Settings
+from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
+from tests.conftest import REPO
+
+CRDS = REPO.parent / "shared" / "kubeedge" / "crds"
 
 
 def make_settings(broker_url: str, registry: Path, unique: str, **overrides: object) -> Settings:
@@ -150,3 +157,43 @@ async def device(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+MODEL_TWINS = ("model_version", "model_uri", "model_sha256", "model_status")
+
+
+@contextlib.contextmanager
+def standin(broker: Any, layout: Layout, *device_names: str) -> Iterator[EdgecoreStandIn]:
+    """The edgecore stand-in on ``broker`` with runtime devices holding the model twins."""
+    twin_store = TwinStore()
+    service = EdgecoreStandIn(
+        broker.url, twin_store, layout=layout, client_id=f"standin-{device_names[0]}"
+    )
+    service.start()
+    service.add_devices(
+        [
+            DeviceDefinition(name, desired={n: ("", "string") for n in MODEL_TWINS})
+            for name in device_names
+        ]
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+        twin_store.close()
+
+
+def crd_schema(kind: str, version: str) -> dict[str, Any]:
+    """The openAPIV3Schema of KubeEdge's CRD (../shared/kubeedge/crds) for ``kind``."""
+    crd_file = CRDS / f"devices_{version}_{kind.lower()}.yaml"
+    if not crd_file.is_file():
+        pytest.fail(f"KubeEdge CRD {crd_file} not found (../shared/kubeedge/crds)")
+    crd = yaml.safe_load(crd_file.read_text())
+    if "validation" in crd["spec"]:  # apiextensions v1beta1 (KubeEdge 1.4)
+        schema: dict[str, Any] = crd["spec"]["validation"]["openAPIV3Schema"]
+        return schema
+    for served in crd["spec"]["versions"]:
+        if served["name"] == version:
+            schema = served["schema"]["openAPIV3Schema"]
+            return schema
+    pytest.fail(f"{crd_file} does not serve {version}")

@@ -10,22 +10,9 @@ import yaml
 
 from kubeedge_twin import load_definitions
 from tests.conftest import REPO
+from tests.helpers import crd_schema
 
-CRDS = REPO.parent / "shared" / "kubeedge" / "crds"
 RESOURCES = sorted((REPO / "deploy" / "kubeedge").glob("*/*.yaml"))
-
-
-def _schema(kind: str, version: str) -> dict:
-    crd_file = CRDS / f"devices_{version}_{kind.lower()}.yaml"
-    if not crd_file.is_file():
-        pytest.fail(f"KubeEdge CRD {crd_file} not found (../shared/kubeedge/crds)")
-    crd = yaml.safe_load(crd_file.read_text())
-    if "validation" in crd["spec"]:  # apiextensions v1beta1 (KubeEdge 1.4)
-        return crd["spec"]["validation"]["openAPIV3Schema"]
-    for served in crd["spec"]["versions"]:
-        if served["name"] == version:
-            return served["schema"]["openAPIV3Schema"]
-    pytest.fail(f"{crd_file} does not serve {version}")
 
 
 @pytest.mark.parametrize("path", RESOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -34,7 +21,7 @@ def test_resource_validates_against_its_crd(path: Path):
         group, version = document["apiVersion"].split("/")
         assert group == "devices.kubeedge.io"
         assert version == path.parent.name
-        jsonschema.validate(document, _schema(document["kind"], version))
+        jsonschema.validate(document, crd_schema(document["kind"], version))
 
 
 def test_inference_device_declares_every_twin_the_runtime_uses():

@@ -15,12 +15,10 @@ from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status
 from edge_runtime.__main__ import _startup_model
-from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
-from tests.helpers import device, face, make_settings, running_runtime
+from kubeedge_twin import EdgecoreStandIn, Layout
+from tests.helpers import device, face, make_settings, running_runtime, standin
 
 pytestmark = pytest.mark.integration
-
-TWIN_NAMES = ("model_version", "model_uri", "model_sha256", "model_status")
 
 
 def _register_copy(source: Path, root: Path, version: str, **kw) -> None:
@@ -57,23 +55,6 @@ def store(swap_registry):
     server.start()
     yield server
     server.stop()
-
-
-@contextlib.contextmanager
-def standin(broker, layout: Layout, device_name: str):
-    twin_store = TwinStore()
-    service = EdgecoreStandIn(
-        broker.url, twin_store, layout=layout, client_id=f"standin-{device_name}"
-    )
-    service.start()
-    service.add_devices(
-        [DeviceDefinition(device_name, desired={n: ("", "string") for n in TWIN_NAMES})]
-    )
-    try:
-        yield service
-    finally:
-        service.stop()
-        twin_store.close()
 
 
 def _device_id(layout: Layout, name: str) -> str:

@@ -1,0 +1,111 @@
+"""Training smoke test on rendered faces, export variants through the runtime's backends."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cloud_trainer import data
+from cloud_trainer.export import ExportRefused, export_and_register
+from cloud_trainer.predictors import KerasPredictor
+from cloud_trainer.registry import MANIFEST_NAME, verify_files
+from cloud_trainer.training import TrainConfig, train
+from edge_runtime.backends import open_model_files
+from edge_runtime.manifest import read_manifest
+from edge_runtime.preprocessing import normalise
+from edge_runtime.settings import BackendKind
+
+pytestmark = pytest.mark.slow
+CHANCE = 1 / 7
+
+
+@pytest.fixture(scope="module")
+def trained(registry: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("train-registry")
+    shutil.copytree(registry / "emotion" / "1.0.0", root / "emotion" / "1.0.0")
+    dataset = data.synthetic(1400, seed=3)
+    run_dir = root / "run"
+    config = TrainConfig(epochs=6, patience=6, seed=3, verbose=0)
+    result = train(dataset, config, run_dir, registry=root, name="emotion")
+    export = export_and_register(
+        result.model, dataset, registry=root, name="emotion", version="2.0.0", max_drop=0.05
+    )
+    return {"root": root, "dataset": dataset, "result": result, "export": export, "run": run_dir}
+
+
+def test_training_from_scratch_learns_well_above_chance(trained):
+    export = trained["export"]
+    assert export.reference.accuracy > 4 * CHANCE, export.reference
+    assert export.reference.macro_f1 > 0.5
+    run = trained["run"]
+    assert (run / "model.keras").is_file()
+    assert len(list((run / "checkpoints").glob("epoch-*.keras"))) == trained["result"].epochs_run
+    assert "val_accuracy" in trained["result"].history
+
+
+def test_registered_version_has_every_variant_metrics_and_reports(trained):
+    directory = trained["root"] / "emotion" / "2.0.0"
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    variants = {f.variant for f in manifest.files}
+    assert {"float32", "int8-dynamic", "int8-full", "keras"} <= variants
+    assert verify_files(directory) == []
+    assert (directory / "report" / "confusion.png").read_bytes().startswith(b"\x89PNG")
+    assert "int8-full" in (directory / "report" / "export.md").read_text()
+    assert manifest.labels == tuple(trained["dataset"].labels)
+    for report in trained["export"].variants:
+        assert report.accepted
+        assert report.accuracy_drop <= 0.05
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8-dynamic", "int8-full"])
+def test_every_variant_round_trips_through_the_runtime_backend(trained, variant):
+    directory = trained["root"] / "emotion" / "2.0.0"
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    faces = trained["dataset"].held_out().images[:40]
+    reference = KerasPredictor(trained["result"].model).predict(faces)
+    model = open_model_files(manifest, variant, BackendKind.LITERT, threads=1, max_batch=16)
+    try:
+        batch = normalise(faces, manifest.input.normalization)
+        served = asyncio.run(model.predict(batch))
+    finally:
+        model.close()
+    assert model.variant == variant
+    if variant == "float32":
+        np.testing.assert_allclose(served, reference, atol=1e-4)
+    else:  # quantised: same decisions, close probabilities
+        agreement = float((served.argmax(axis=1) == reference.argmax(axis=1)).mean())
+        assert agreement >= 0.9
+        assert float(np.abs(served - reference).max()) < 0.25
+
+
+def test_accuracy_gate_refuses_unless_forced(trained):
+    root, dataset = trained["root"], trained["dataset"]
+    model = trained["result"].model
+    # A negative allowance refuses every variant, however good.
+    with pytest.raises(ExportRefused, match="REFUSED"):
+        export_and_register(
+            model,
+            dataset,
+            registry=root,
+            name="emotion",
+            version="2.0.1",
+            variants=["float32"],
+            max_drop=-0.5,
+        )
+    assert not (root / "emotion" / "2.0.1").exists()
+    forced = export_and_register(
+        model,
+        dataset,
+        registry=root,
+        name="emotion",
+        version="2.0.1",
+        variants=["float32"],
+        max_drop=-0.5,
+        force=True,
+    )
+    assert forced.manifest is not None
