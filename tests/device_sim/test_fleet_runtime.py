@@ -1,0 +1,50 @@
+"""The simulated fleet against a real runtime and mosquitto: every request answered."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from device_sim.camera import Camera, CameraConfig
+from device_sim.faces import EMOTIONS
+from device_sim.stats import FleetStats
+from edge_runtime import Response
+from tests.helpers import make_settings, running_runtime
+
+pytestmark = pytest.mark.integration
+
+
+async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique)
+    stats = FleetStats()
+    labels: list[str] = []
+
+    def on_answer(_camera: str, response: Response, _label: int) -> None:
+        labels.extend(result.label for result in response.results)
+
+    async with running_runtime(settings), asyncio.TaskGroup() as tg:
+        for index in range(4):
+            config = CameraConfig(
+                name=f"{unique}-cam-{index}",
+                broker=broker.url,
+                runtime_id=settings.runtime_id,
+                topic_root=settings.topic_root,
+                fps=10,
+                seed=index,
+            )
+            tg.create_task(Camera(config, stats, on_answer).run(2.0))
+    summary = stats.summary()
+    assert summary["sent"] >= 4 * 10  # about 4 cameras x 10 fps x 2 s
+    assert summary["answered"] == summary["sent"]
+    assert summary["statuses"] == {"OK": summary["sent"]}
+    assert (summary["failed"], summary["lost"]) == (0, 0)
+    assert stats.histogram.get_total_count() == summary["answered"]
+    assert len(stats.timeline) == summary["answered"]
+    latency = summary["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99_9"]
+    assert latency["p99_9"] <= latency["max"] * 1.001  # HdrHistogram rounds to 3 digits
+    assert summary["answers_by_model_version"] == {"1.0.0": summary["answered"]}
+    assert 0.0 <= summary["accuracy_by_model_version"]["1.0.0"] <= 1.0
+    assert len(labels) == summary["answered"]
+    assert set(labels) <= set(EMOTIONS)
