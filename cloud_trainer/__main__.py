@@ -172,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="canary readiness URL, {device} is replaced (e.g. http://{device}:9100/readyz)",
     )
+    push.add_argument(
+        "--metrics-url",
+        default="",
+        help="canary Prometheus URL, {device} is replaced (e.g. http://{device}:9100/metrics)",
+    )
+    push.add_argument(
+        "--canary-soak", type=float, default=0.0, help="seconds canaries serve before judging"
+    )
+    push.add_argument(
+        "--max-error-ratio",
+        type=float,
+        default=0.01,
+        help="non-OK answers allowed per answer during the soak (default 0.01)",
+    )
     push.add_argument("--dry-run", action="store_true", help="print the values/patches only")
     push.add_argument(
         "--device-file",
@@ -376,7 +390,14 @@ def _push(args: argparse.Namespace) -> int:
                 print(f"push {device}: {describe(values)}")
             return 0
         backend = LocalBackend(args.broker)
-    policy = CanaryPolicy(args.canary, args.canary_timeout, ready_url=args.ready_url)
+    policy = CanaryPolicy(
+        args.canary,
+        args.canary_timeout,
+        ready_url=args.ready_url,
+        metrics_url=args.metrics_url,
+        soak_s=args.canary_soak,
+        max_error_ratio=args.max_error_ratio,
+    )
     try:
         rollout(backend, args.to, values, policy)
     except RolloutFailed as exc:

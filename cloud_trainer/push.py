@@ -3,8 +3,9 @@
 Two backends set and read twins: **Kubernetes** (patch the Device CR: ``status.twins[]`` for
 ``devices.kubeedge.io/v1alpha2``, ``spec.properties[]`` for ``v1beta1``, SPEC §3) and
 **local** (the edgecore stand-in over MQTT). A rollout can go to ``canary`` devices first:
-only when they report ``serving`` the new version (and their runtimes are ready) does it
-continue; on ``failed:*`` or a timeout the canaries get their previous desired values back.
+only when they report ``serving`` the new version (their runtimes ready, their error rate
+over a soak period within bounds) does it continue; otherwise the canaries get their
+previous desired values back.
 """
 
 from __future__ import annotations
@@ -265,6 +266,51 @@ class CanaryPolicy:
     timeout_s: float = 300.0
     poll_s: float = 2.0
     ready_url: str = ""  # e.g. http://{device}:9100/readyz; "" skips the readiness check
+    metrics_url: str = ""  # e.g. http://{device}:9100/metrics; "" skips the error-rate check
+    soak_s: float = 0.0  # how long canaries serve before their error rate is judged
+    max_error_ratio: float = 0.01  # non-OK answers / answers during the soak
+
+
+def request_counts(metrics_text: str) -> tuple[float, float]:
+    """(answered, not OK) from a runtime's Prometheus ``edge_requests_total{status}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = failed = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "edge_requests":
+            continue
+        for sample in family.samples:
+            if sample.name == "edge_requests_total":
+                total += sample.value
+                failed += sample.value if sample.labels.get("status") != "OK" else 0.0
+    return total, failed
+
+
+def _scrape(url: str) -> tuple[float, float]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (operator URL)
+        return request_counts(response.read().decode("utf-8"))
+
+
+def _soak(devices: Sequence[str], policy: CanaryPolicy) -> str:
+    """Let canaries serve for ``soak_s``; "" if their error ratio stayed acceptable."""
+    if policy.soak_s <= 0:
+        return ""
+    urls = {d: policy.metrics_url.format(device=d) for d in devices if policy.metrics_url}
+    try:
+        before = {d: _scrape(url) for d, url in urls.items()}
+        time.sleep(policy.soak_s)
+        after = {d: _scrape(url) for d, url in urls.items()}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"cannot read canary metrics: {exc}"
+    for device in urls:
+        answered = after[device][0] - before[device][0]
+        failed = after[device][1] - before[device][1]
+        if answered and failed / answered > policy.max_error_ratio:
+            return (
+                f"{device} answered {failed:.0f} of {answered:.0f} requests with an error "
+                f"during the {policy.soak_s:.0f} s soak (limit {policy.max_error_ratio:.1%})"
+            )
+    return ""
 
 
 def _ready(url: str) -> bool:
@@ -329,7 +375,9 @@ def rollout(
         for device in canaries:
             log(f"canary {device}: {describe(values)}")
             backend.set_desired(device, values)
-        problem = _wait_serving(backend, before, values[MODEL_VERSION], policy)
+        problem = _wait_serving(backend, before, values[MODEL_VERSION], policy) or _soak(
+            canaries, policy
+        )
         if problem:
             for device, old in previous.items():
                 log(f"rollback {device}: {describe(old)}")
@@ -354,5 +402,6 @@ __all__ = [
     "device_desired",
     "device_patch",
     "reported_from",
+    "request_counts",
     "rollout",
 ]

@@ -228,3 +228,74 @@ async def test_local_canary_rolls_out_and_rolls_back_on_failure(
     finally:
         store.stop()
     assert any(line.startswith("rollback") for line in lines)
+
+
+def test_request_counts_read_the_runtime_exposition():
+    from prometheus_client import generate_latest
+
+    from cloud_trainer.push import request_counts
+    from edge_runtime.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.requests.labels("OK").inc(40)
+    metrics.requests.labels("INVALID_ARGUMENT").inc(2)
+    text = generate_latest(metrics.registry).decode()
+    assert request_counts(text) == (42.0, 2.0)
+
+
+@pytest.mark.integration
+async def test_canary_with_unhealthy_metrics_is_rolled_back(
+    broker, push_registry, unique, tmp_path
+):
+    from tests.conftest import free_port
+    from tests.helpers import device
+
+    store = ModelStore(push_registry)
+    store.start()
+    port = free_port()
+    settings = make_settings(
+        broker.url,
+        push_registry,
+        unique,
+        **{
+            "twin.enabled": True,
+            "twin.layout": Layout.V1_4.value,
+            "metrics.port": port,
+            "twin.cache_dir": str(tmp_path / "cache"),
+            "model.version": "1.0.0",
+        },
+    )
+    canary = settings.twin_device
+    backend = LocalBackend(broker.url)
+    policy = CanaryPolicy(
+        count=1,
+        timeout_s=30,
+        poll_s=0.2,
+        soak_s=1.5,
+        metrics_url=f"http://127.0.0.1:{port}/metrics",
+        max_error_ratio=0.01,
+    )
+    try:
+        with standin(broker, Layout.V1_4, canary):
+            async with (
+                running_runtime(settings),
+                device(broker.url, settings.topic_root, f"{unique}-cam") as cam,
+            ):
+                values = desired_twins(push_registry, "emotion", "1.1.0", store.url)
+                stop = asyncio.Event()
+
+                async def malformed_traffic() -> None:
+                    while not stop.is_set():
+                        await cam.send(b"\x00 not a request")
+                        await asyncio.sleep(0.02)
+
+                traffic = asyncio.create_task(malformed_traffic())
+                try:
+                    with pytest.raises(RolloutFailed, match="with an error during"):
+                        await asyncio.to_thread(rollout, backend, [canary], values, policy, print)
+                finally:
+                    stop.set()
+                    await traffic
+                assert backend.desired(canary).get("model_version", "") == ""  # restored
+    finally:
+        store.stop()
