@@ -50,16 +50,16 @@ def _mosquitto() -> str | None:
     )
 
 
-def start_broker(directory: Path, port: int | None = None) -> Broker:
+def start_broker(directory: Path, port: int | None = None, conf: str | None = None) -> Broker:
     binary = _mosquitto()
     if binary is None:
         if os.environ.get("EDGE_REQUIRE_BROKER") == "1":
             pytest.fail("mosquitto is required (EDGE_REQUIRE_BROKER=1) but not installed")
         pytest.skip("mosquitto not installed; run `make test` to install it")
     port = port or free_port()
-    conf = directory / f"mosquitto-{port}.conf"
-    conf.write_text(MOSQUITTO_CONF.format(port=port))
-    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    conf_file = directory / f"mosquitto-{port}.conf"
+    conf_file.write_text(conf if conf is not None else MOSQUITTO_CONF.format(port=port))
+    process = subprocess.Popen([binary, "-c", str(conf_file)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):

@@ -1,0 +1,188 @@
+"""The production broker config: TLS, passwords and per-device ACLs, with real clients."""
+
+from __future__ import annotations
+
+import datetime
+import queue
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import REPO, Broker, free_port, start_broker, stop_broker
+
+pytestmark = pytest.mark.integration
+MOSQUITTO = REPO / "deploy" / "mosquitto"
+USERS = ("cam-1", "cam-2", "edge-runtime", "edgecore")
+
+
+def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer_key, issuer_name, ca: bool):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_pki(directory: Path) -> None:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    ca = _certificate("test-ca", ca_key, ca_key, ca_name, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("localhost", server_key, ca_key, ca_name, ca=False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "server.crt").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Path]]:
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not Path(tool).exists():
+        pytest.fail("mosquitto_passwd missing (the mosquitto package ships it)")
+    directory = tmp_path_factory.mktemp("secure-broker")
+    _write_pki(directory)
+    passwords = directory / "passwords"
+    passwords.touch()
+    for user in USERS:
+        subprocess.run([tool, "-b", str(passwords), user, f"{user}-secret"], check=True)
+    tls_port, plain_port = free_port(), free_port()
+    conf = (MOSQUITTO / "mosquitto-prod.conf").read_text()
+    conf = (
+        conf.replace("/mosquitto/config/passwords", str(passwords))
+        .replace("/mosquitto/config/acl", str(MOSQUITTO / "acl"))
+        .replace("/mosquitto/certs/", f"{directory}/")
+        .replace("/mosquitto/data/", f"{directory}/")
+        .replace("listener 8883", f"listener {tls_port}")
+        .replace("listener 1883 127.0.0.1", f"listener {plain_port} 127.0.0.1")
+    )
+    # Started as root, mosquitto would switch to its own user, which cannot read pytest's
+    # private temporary directories; in production the files are mounted readable for it.
+    conf += "user root\n"
+    broker = start_broker(directory, port=plain_port, conf=conf)
+    yield Broker("localhost", tls_port, broker.process), directory
+    stop_broker(broker)
+
+
+class Client:
+    """A paho client over TLS that queues what it receives."""
+
+    def __init__(self, broker: Broker, pki: Path, user: str, password: str | None = None) -> None:
+        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.connected: queue.Queue[object] = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{user}")
+        self.client.tls_set(ca_certs=str(pki / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+        if user:
+            self.client.username_pw_set(user, password or f"{user}-secret")
+        self.client.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
+        self.client.on_connect = lambda _c, _u, _f, reason, _p: self.connected.put(reason)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.reason = self.connected.get(timeout=10)
+
+    def subscribe(self, *topics: str) -> None:
+        done: queue.Queue[object] = queue.Queue()
+        self.client.on_subscribe = lambda *_: done.put(True)
+        for topic in topics:
+            self.client.subscribe(topic, qos=1)
+            done.get(timeout=5)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def attempt(self, topic: str, payload: bytes) -> str:
+        """Publish where the ACL may deny it: "acked" or "disconnected" (mosquitto 2
+        disconnects an MQTT 3.1.1 client that publishes where it may not)."""
+        outcome: queue.Queue[str] = queue.Queue()
+        self.client.on_publish = lambda *_: outcome.put("acked")
+        self.client.on_disconnect = lambda *_: outcome.put("disconnected")
+        self.client.publish(topic, payload, qos=1)
+        return outcome.get(timeout=5)
+
+    def until(self, payload: bytes) -> list[tuple[str, bytes]]:
+        """Everything received up to and including ``payload``."""
+        seen = []
+        while True:
+            item = self.received.get(timeout=5)
+            seen.append(item)
+            if item[1] == payload:
+                return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        # paho leaves its wake-up socket pair to __del__; a refused or cut-off client would
+        # surface as an unclosed-socket warning in whichever later test the GC runs.
+        self.client._reset_sockets()
+
+
+def test_unauthenticated_and_wrong_password_are_refused(secure_broker):
+    broker, pki = secure_broker
+    anonymous = Client(broker, pki, "")
+    wrong = Client(broker, pki, "cam-1", "guess")
+    try:
+        assert anonymous.reason.is_failure
+        assert wrong.reason.is_failure
+    finally:
+        anonymous.close()
+        wrong.close()
+
+
+def test_devices_reach_only_their_own_topics_and_never_hw(secure_broker):
+    broker, pki = secure_broker
+    runtime = Client(broker, pki, "edge-runtime")
+    edgecore = Client(broker, pki, "edgecore")
+    cam1 = None
+    try:
+        assert not runtime.reason.is_failure
+        runtime.subscribe("emotion/v1/+/request")
+        edgecore.subscribe("$hw/#")
+        # cam-1 impersonating cam-2, and touching twins: dropped (and cam-1 cut off).
+        for topic in ("emotion/v1/cam-2/request", "$hw/events/device/cam-2/twin/update"):
+            forger = Client(broker, pki, "cam-1")
+            try:
+                assert forger.attempt(topic, b"forged") in {"acked", "disconnected"}
+            finally:
+                forger.close()
+        cam1 = Client(broker, pki, "cam-1")
+        cam1.subscribe("emotion/v1/cam-1/result", "emotion/v1/cam-2/result")
+        cam1.publish("emotion/v1/cam-1/request", b"own")
+        assert runtime.until(b"own") == [("emotion/v1/cam-1/request", b"own")]
+        # The runtime answers both cameras; cam-1 only hears its own answer.
+        runtime.publish("emotion/v1/cam-2/result", b"for-cam-2")
+        runtime.publish("emotion/v1/cam-1/result", b"for-cam-1")
+        assert cam1.until(b"for-cam-1") == [("emotion/v1/cam-1/result", b"for-cam-1")]
+        # The runtime may report twins; edgecore sees that, and never cam-1's forgery.
+        runtime.publish("$hw/events/device/emotion-runtime-a/twin/update", b"report")
+        assert edgecore.until(b"report") == [
+            ("$hw/events/device/emotion-runtime-a/twin/update", b"report")
+        ]
+    finally:
+        for client in (runtime, edgecore, cam1):
+            if client is not None:
+                client.close()
