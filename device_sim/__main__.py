@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the face renderer")
     parser.add_argument("--print-answers", action="store_true", help="print every answer")
     parser.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=0.0,
+        help="fault injection: share of frames sent with pixel data shorter than their "
+        "shape, which the runtime must answer INVALID_ARGUMENT (counted apart; default 0)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         default=Path("demo-output/fleet-report.json"),
@@ -74,6 +81,11 @@ def print_summary(stats: FleetStats) -> None:
         f"{summary['throughput_rps']:.1f}",
     )
     _CONSOLE.print(table)
+    if summary["injected"]:
+        _CONSOLE.print(
+            f"fault injection: {summary['injected']} malformed faces sent, answered "
+            f"{summary['injected_statuses']} (expected INVALID_ARGUMENT only)"
+        )
     for version, accuracy in summary["accuracy_by_model_version"].items():
         count = summary["answers_by_model_version"][version]
         _CONSOLE.print(
@@ -96,6 +108,7 @@ async def run_fleet(args: argparse.Namespace) -> FleetStats:
                 topic_root=args.topic_root,
                 fps=args.fps,
                 seed=args.seed + index,
+                malformed_rate=args.malformed_rate,
             )
             tg.create_task(
                 Camera(config, stats, on_answer).run(args.duration),
@@ -114,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print_summary(stats)
     print(stats.write(args.report))
-    return 0 if stats.lost == 0 and stats.failed == 0 else 1
+    unexpected = sum(stats.injected_statuses.values()) - stats.injected_statuses.get(
+        "INVALID_ARGUMENT", 0
+    )
+    return 0 if stats.lost == 0 and stats.failed == 0 and unexpected == 0 else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from edge_runtime import (
     decode_service_info,
     encode_request,
 )
+from edgeinfer.v1 import inference_pb2
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,12 +42,22 @@ class CameraConfig:
     jitter: float = 0.2
     answer_timeout_s: float = 10.0
     seed: int = 0
+    malformed_rate: float = 0.0  # share of frames sent with truncated pixels (fault injection)
 
 
 @dataclass(slots=True)
 class _Sent:
     at: float
     label: int
+    injected: bool = False
+
+
+def _truncated_pixels(payload: bytes) -> bytes:
+    """Fault injection: the same request with pixel data shorter than its shape says."""
+    message = inference_pb2.InferenceRequest.FromString(payload)
+    tensor = message.faces[0].pixels
+    tensor.data = tensor.data[: len(tensor.data) // 2]
+    return message.SerializeToString()
 
 
 class Camera:
@@ -101,20 +112,22 @@ class Camera:
         period = 1.0 / self._config.fps
         rng = random.Random(self._config.seed)  # noqa: S311 - simulation, not security
         while time.monotonic() < end:
-            self._publish_frame(info)
+            self._publish_frame(info, inject=rng.random() < self._config.malformed_rate)
             await asyncio.sleep(period * (1 + rng.uniform(-1, 1) * self._config.jitter))
 
-    def _publish_frame(self, info: ServiceInfo) -> None:
+    def _publish_frame(self, info: ServiceInfo, *, inject: bool = False) -> None:
         rendered = self._renderer.render()
         face = crop_face(rendered.frame, rendered.box, info.input, margin=0.0)
         self._counter += 1
         request_id = f"{self._config.name}-{self._counter}"
         request = Request(request_id, self._config.name, int(time.time() * 1000), (face,))
-        self._pending[request_id] = _Sent(time.monotonic(), rendered.label)
+        payload = encode_request(request)
+        if inject:
+            payload = _truncated_pixels(payload)
+        self._pending[request_id] = _Sent(time.monotonic(), rendered.label, inject)
         self._stats.sent += 1
-        self._transport.publish_nowait(
-            self._topics.request(self._config.name), encode_request(request), qos=1
-        )
+        self._stats.injected += inject
+        self._transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
 
     async def _await_answers(self) -> None:
         if self._pending:
@@ -150,6 +163,9 @@ class Camera:
         correct = None
         if response.results:
             correct = response.results[0].label == EMOTIONS[sent.label]
+        if sent.injected:
+            self._stats.record_injected(response.status.name)
+            return
         self._stats.record(time.monotonic() - sent.at, response.status.name, version, correct)
         if self._on_answer is not None:
             self._on_answer(self._config.name, response, sent.label)

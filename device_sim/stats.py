@@ -22,7 +22,9 @@ class FleetStats:
     sent: int = 0
     answered: int = 0
     lost: int = 0
+    injected: int = 0  # fault-injected requests sent
     statuses: Counter[str] = field(default_factory=Counter)
+    injected_statuses: Counter[str] = field(default_factory=Counter)
     correct: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     judged: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     timeline: list[tuple[float, float, str]] = field(default_factory=list)
@@ -32,8 +34,8 @@ class FleetStats:
 
     @property
     def failed(self) -> int:
-        """Answers whose status was not OK."""
-        return self.answered - self.statuses.get("OK", 0)
+        """Answers to genuine requests whose status was not OK."""
+        return sum(self.statuses.values()) - self.statuses.get("OK", 0)
 
     def saw_version(self, version: str) -> None:
         """Mark the first answer from each model version on the timeline."""
@@ -51,6 +53,11 @@ class FleetStats:
             self.judged[version] += 1
             self.correct[version] += int(correct)
 
+    def record_injected(self, status: str) -> None:
+        """Record the answer to a fault-injected request (kept out of latency and accuracy)."""
+        self.answered += 1
+        self.injected_statuses[status] += 1
+
     def percentile_ms(self, percentile: float) -> float:
         """Latency percentile in milliseconds."""
         return float(self.histogram.get_value_at_percentile(percentile)) / 1000.0
@@ -64,6 +71,8 @@ class FleetStats:
             "failed": self.failed,
             "lost": self.lost,
             "statuses": dict(self.statuses),
+            "injected": self.injected,
+            "injected_statuses": dict(self.injected_statuses),
             "duration_s": round(elapsed, 3),
             "throughput_rps": round(self.answered / elapsed, 1) if elapsed else 0.0,
             "latency_ms": {

@@ -76,6 +76,22 @@ def decode_request(
     """
     message = pb.InferenceRequest()
     _parse(payload, message, wire, "InferenceRequest")
+    try:
+        faces = _validated_faces(message, topic_device, max_faces, max_face_side)
+    except PayloadError as exc:
+        exc.request_id = message.request_id
+        raise
+    return Request(
+        request_id=message.request_id,
+        device_id=topic_device,
+        captured_at_ms=message.captured_at_ms,
+        faces=faces,
+    )
+
+
+def _validated_faces(
+    message: pb.InferenceRequest, topic_device: str, max_faces: int, max_face_side: int
+) -> tuple[FacePixels, ...]:
     if message.device_id and message.device_id != topic_device:
         raise PayloadError(
             f"device_id {message.device_id!r} does not match topic device {topic_device!r}",
@@ -88,15 +104,9 @@ def decode_request(
             f"request has {len(message.faces)} faces; at most {max_faces}",
             "too_many_faces",
         )
-    faces = tuple(
+    return tuple(
         FacePixels(_tensor_to_array(face.pixels, index, max_face_side))
         for index, face in enumerate(message.faces)
-    )
-    return Request(
-        request_id=message.request_id,
-        device_id=topic_device,
-        captured_at_ms=message.captured_at_ms,
-        faces=faces,
     )
 
 

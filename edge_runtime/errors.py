@@ -55,11 +55,14 @@ class PayloadError(EdgeError):
     Args:
         message: What is wrong, precisely.
         reason: Short metric label (``decode``, ``device_mismatch``, ``no_faces``, ...).
+        request_id: The request's id when the payload parsed far enough to have one, so
+            the device can match the error to its request.
     """
 
-    def __init__(self, message: str, reason: str = "invalid") -> None:
+    def __init__(self, message: str, reason: str = "invalid", request_id: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+        self.request_id = request_id
 
 
 class ModelError(EdgeError):

@@ -343,7 +343,9 @@ class Runtime:
                 max_face_side=limits.max_face_side,
             )
         except PayloadError as exc:
-            self._reject(reply, exc.reason, str(exc))
+            self._reject(
+                dataclasses.replace(reply, request_id=exc.request_id), exc.reason, str(exc)
+            )
             return
         reply = dataclasses.replace(
             reply, request_id=request.request_id, captured_at_ms=request.captured_at_ms

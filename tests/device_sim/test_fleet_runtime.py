@@ -48,3 +48,28 @@ async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, 
     assert 0.0 <= summary["accuracy_by_model_version"]["1.0.0"] <= 1.0
     assert len(labels) == summary["answered"]
     assert set(labels) <= set(EMOTIONS)
+
+
+async def test_fault_injection_gets_invalid_argument_and_nothing_else(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique)
+    stats = FleetStats()
+    async with running_runtime(settings), asyncio.TaskGroup() as tg:
+        for index in range(3):
+            config = CameraConfig(
+                name=f"{unique}-faulty-{index}",
+                broker=broker.url,
+                runtime_id=settings.runtime_id,
+                topic_root=settings.topic_root,
+                fps=20,
+                seed=index,
+                malformed_rate=0.3,
+            )
+            tg.create_task(Camera(config, stats).run(1.5))
+    summary = stats.summary()
+    assert summary["injected"] > 0
+    assert summary["injected_statuses"] == {"INVALID_ARGUMENT": summary["injected"]}
+    genuine = summary["sent"] - summary["injected"]
+    assert summary["statuses"] == {"OK": genuine}  # everyone else is served normally
+    assert (summary["failed"], summary["lost"]) == (0, 0)
+    assert summary["answered"] == summary["sent"]
+    assert stats.histogram.get_total_count() == genuine

@@ -76,3 +76,26 @@ def test_topics_parse_and_reject_wildcards():
     assert topics.device_of_request("emotion/v1/a/b/request") is None
     with pytest.raises(ValueError, match="invalid topic segment"):
         topics.result("cam/+")
+
+
+def test_invalid_request_error_carries_its_request_id():
+    from edgeinfer.v1 import inference_pb2
+
+    message = inference_pb2.InferenceRequest(request_id="r-42", device_id="cam")
+    message.faces.add().pixels.CopyFrom(
+        inference_pb2.Tensor(shape=[64, 64, 1], dtype=inference_pb2.DATA_TYPE_UINT8, data=b"x" * 10)
+    )
+    with pytest.raises(PayloadError) as caught:
+        decode_request(
+            message.SerializeToString(),
+            WireFormat.PROTOBUF,
+            topic_device="cam",
+            max_faces=4,
+            max_face_side=512,
+        )
+    assert caught.value.request_id == "r-42"
+    with pytest.raises(PayloadError) as unparsable:
+        decode_request(
+            b"\xff\xff", WireFormat.PROTOBUF, topic_device="cam", max_faces=4, max_face_side=512
+        )
+    assert unparsable.value.request_id == ""
