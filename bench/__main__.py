@@ -1,8 +1,9 @@
 """``make bench``: measure this machine and write bench/results/ (JSON, Markdown, PNG).
 
-Implemented so far: part 1 (the in-process LiteRT ceiling) and part 6 (payload size and
-decode cost). Parts 2-5 (naive peer, runtime end to end, swap under load, resources) are
-not written yet; the report says so instead of inventing figures.
+Implemented so far: part 1 (the in-process LiteRT ceiling), part 5 in part (cold start and
+idle RSS) and part 6 (payload size and decode cost). Parts 2-4 (naive peer, runtime end to
+end, swap under load) and RSS/CPU under load are not written yet; the report says so
+instead of inventing figures.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ceiling, payload
+from bench import ceiling, payload, resources
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_PAYLOAD_RATIO = 0.1
@@ -74,6 +75,7 @@ def _markdown(
     result: dict[str, object],
     ceiling_rows: list[ceiling.CeilingRow],
     payload_rows: list[payload.PayloadRow],
+    resource_rows: list[resources.ResourceRow],
 ) -> str:
     machine = dict(result["machine"])  # type: ignore[call-overload]
     lines = [
@@ -106,8 +108,14 @@ def _markdown(
         f"{'met' if ratio <= TARGET_PAYLOAD_RATIO else 'MISSED'}); decode "
         f"{reference.decode_us / ours.decode_us:,.0f}x faster.",
         "",
-        "Parts 2-5 (naive peer, runtime end to end, swap under load, resources) are not "
-        "measured yet.",
+        "**5. Resources** (so far)",
+        "",
+        "| figure | measured | target |",
+        "|---|---:|---|",
+        *(f"| {r.figure} | {r.value:.2f} {r.unit} | {r.target} |" for r in resource_rows),
+        "",
+        "Not measured yet: 2 (naive peer), 3 (runtime end to end), 4 (swap under load), "
+        "and RSS/CPU under load.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -137,17 +145,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 ceiling_rows.append(row)
     payload_rows = payload.measure(20 if args.smoke else 2000)
+    resource_rows = resources.measure(REPO, args.registry, 0.5 if args.smoke else 5.0)
     result: dict[str, object] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": args.smoke,
         "machine": _machine(),
         "ceiling": [asdict(r) for r in ceiling_rows],
         "payload": [asdict(r) for r in payload_rows],
-        "not_measured": ["naive_peer", "runtime_end_to_end", "swap_under_load", "resources"],
+        "resources": [asdict(r) for r in resource_rows],
+        "not_measured": [
+            "naive_peer",
+            "runtime_end_to_end",
+            "swap_under_load",
+            "rss_and_cpu_under_load",
+        ],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = _markdown(result, ceiling_rows, payload_rows)
+    text = _markdown(result, ceiling_rows, payload_rows, resource_rows)
     (args.out / "bench.md").write_text(text, encoding="utf-8")
     _plot(ceiling_rows, args.out / "ceiling.png")
     print(text)

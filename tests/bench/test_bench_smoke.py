@@ -34,5 +34,9 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     assert all(r["faces_per_s"] > 0 for r in result["ceiling"])
     ours, reference = result["payload"]
     assert ours["bytes_per_face"] < reference["bytes_per_face"] / 10
+    cold_start, rss = result["resources"]
+    assert 0 < cold_start["value"] < 60
+    assert rss["unit"] == "MB"
+    assert rss["value"] > 10
     assert "**6. Payload**" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "ceiling.png").read_bytes().startswith(b"\x89PNG")
