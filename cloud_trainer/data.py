@@ -218,6 +218,8 @@ def load(spec: str, *, side: int = 64, seed: int = 7) -> DataSet:
     """
     if spec == "synthetic" or spec.startswith("synthetic:"):
         _, _, count = spec.partition(":")
+        if count and not count.isdigit():
+            raise DataError(f"{spec}: COUNT in synthetic:COUNT must be a whole number")
         return synthetic(int(count or 2800), seed=seed, side=side)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() == ".csv":

@@ -97,3 +97,5 @@ def test_image_folder_reads_labels_by_name_and_carves_a_val_split(tmp_path: Path
 def test_unknown_source_is_refused():
     with pytest.raises(data.DataError, match="synthetic"):
         data.load("/nonexistent/data")
+    with pytest.raises(data.DataError, match="whole number"):
+        data.load("synthetic:many")
