@@ -9,10 +9,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from kubeedge_twin.cloud import fetch_twins, publish_cloud_update, twin_values
 from kubeedge_twin.crd import load_definitions
@@ -55,14 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("device", help="device id")
     get.add_argument("--table", action="store_true", help="one line per twin: desired, reported")
     return parser
-
-
-def _client(broker: str) -> mqtt.Client:
-    url = urlsplit(broker)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
-    client.loop_start()
-    return client
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -42,6 +42,15 @@ def cloud_update(values: Mapping[str, str], resource_version: int | None = None)
     return TwinMessage(twins).encode(versions=True)
 
 
+def _connected_client(broker: str) -> mqtt.Client:
+    """A clean-session paho client connected to ``broker`` with its network loop running."""
+    url = urlsplit(broker)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+    client.loop_start()
+    return client
+
+
 def publish_cloud_update(
     broker: str, device_id: str, values: Mapping[str, str], timeout_s: float = 10.0
 ) -> None:
@@ -50,10 +59,7 @@ def publish_cloud_update(
     Raises:
         TimeoutError: if the broker does not acknowledge in time.
     """
-    url = urlsplit(broker)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
-    client.loop_start()
+    client = _connected_client(broker)
     try:
         info = client.publish(
             f"{PREFIX}{device_id}{TWIN_CLOUD_UPDATED}", cloud_update(values), qos=1
@@ -75,7 +81,6 @@ def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[st
     Raises:
         TimeoutError: if no answer arrives in time.
     """
-    url = urlsplit(broker)
     answer = threading.Event()
     documents: list[bytes] = []
     topic = f"{PREFIX}{device_id}"
@@ -84,10 +89,8 @@ def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[st
         documents.append(bytes(message.payload))
         answer.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    client = _connected_client(broker)
     client.on_message = on_message
-    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
-    client.loop_start()
     try:
         client.subscribe(topic + TWIN_GET_RESULT, qos=1)
         client.publish(topic + TWIN_GET, get_request(f"get-{now_ms()}"), qos=1)
