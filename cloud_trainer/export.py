@@ -121,7 +121,6 @@ def export_and_register(
     reports: list[VariantReport] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        evaluations: dict[str, Evaluation] = {}
         for variant in variants:
             content = convert(model, variant, dataset)
             file = VARIANT_FILES[variant]
@@ -130,7 +129,6 @@ def export_and_register(
             evaluation = evaluate_predictions(
                 held_out.labels, predictor.predict(held_out.images).argmax(axis=1), labels
             )
-            evaluations[variant] = evaluation
             drop = reference.accuracy - evaluation.accuracy
             accepted = force or drop <= max_drop
             reports.append(

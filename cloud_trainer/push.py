@@ -30,7 +30,6 @@ MODEL_URI = "model_uri"
 MODEL_SHA256 = "model_sha256"
 MODEL_SIGNATURE = "model_signature"
 MODEL_STATUS = "model_status"
-DESIRED_NAMES = (MODEL_VERSION, MODEL_URI, MODEL_SHA256, MODEL_SIGNATURE)
 GROUP = "devices.kubeedge.io"
 API_VERSIONS = ("v1alpha2", "v1beta1")
 
@@ -367,10 +366,10 @@ def rollout(
     canaries = list(devices[: policy.count]) if policy.count else []
     rest = list(devices[len(canaries) :])
     if canaries:
-        previous = {
-            device: {name: backend.desired(device).get(name, "") for name in values}
-            for device in canaries
-        }
+        previous = {}
+        for device in canaries:
+            desired = backend.desired(device)  # one twin read per device, not per value
+            previous[device] = {name: desired.get(name, "") for name in values}
         before = {device: backend.reported(device).get(MODEL_STATUS, "") for device in canaries}
         for device in canaries:
             log(f"canary {device}: {describe(values)}")
@@ -391,7 +390,6 @@ def rollout(
 
 __all__ = [
     "API_VERSIONS",
-    "DESIRED_NAMES",
     "CanaryPolicy",
     "KubernetesBackend",
     "LocalBackend",
