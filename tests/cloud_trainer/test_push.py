@@ -54,10 +54,10 @@ def push_registry(registry: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return root
 
 
-def _kubectl_patch(device_file: Path, patch: list[dict], tmp_path: Path) -> dict:
+def _kubectl(device_file: Path, patch: list[dict], tmp_path: Path) -> subprocess.CompletedProcess:
     patch_file = tmp_path / "patch.json"
     patch_file.write_text(json.dumps(patch))
-    result = subprocess.run(
+    return subprocess.run(
         [
             str(KUBECTL),
             "patch",
@@ -76,6 +76,10 @@ def _kubectl_patch(device_file: Path, patch: list[dict], tmp_path: Path) -> dict
         check=False,
         timeout=60,
     )
+
+
+def _kubectl_patch(device_file: Path, patch: list[dict], tmp_path: Path) -> dict:
+    result = _kubectl(device_file, patch, tmp_path)
     assert result.returncode == 0, result.stderr
     patched: dict = json.loads(result.stdout)
     return patched
@@ -113,27 +117,7 @@ def test_patch_guards_each_entry_by_name_and_adds_missing_v1alpha2_twins(tmp_pat
     # A reordered list makes kubectl refuse the patch instead of writing the wrong twin.
     device["status"]["twins"].reverse()
     file.write_text(yaml.safe_dump(device))
-    patch_file = tmp_path / "stale.json"
-    patch_file.write_text(json.dumps(patch))
-    stale = subprocess.run(
-        [
-            str(KUBECTL),
-            "patch",
-            "--local",
-            "-f",
-            str(file),
-            "--type",
-            "json",
-            "--patch-file",
-            str(patch_file),
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    stale = _kubectl(file, patch, tmp_path)
     assert stale.returncode != 0
 
 

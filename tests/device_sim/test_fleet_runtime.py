@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -10,9 +12,35 @@ from device_sim.camera import Camera, CameraConfig
 from device_sim.faces import EMOTIONS
 from device_sim.stats import FleetStats
 from edge_runtime import Response
+from edge_runtime.settings import Settings
+from tests.conftest import Broker
 from tests.helpers import make_settings, running_runtime
 
 pytestmark = pytest.mark.integration
+
+
+async def _run_fleet(
+    settings: Settings,
+    broker: Broker,
+    stats: FleetStats,
+    prefix: str,
+    cameras: int,
+    duration_s: float,
+    on_answer: Callable[[str, Response, int], None] | None = None,
+    **config: Any,
+) -> None:
+    """``cameras`` cameras against a runtime started for the run, until they finish."""
+    async with running_runtime(settings), asyncio.TaskGroup() as tg:
+        for index in range(cameras):
+            camera = CameraConfig(
+                name=f"{prefix}-{index}",
+                broker=broker.url,
+                runtime_id=settings.runtime_id,
+                topic_root=settings.topic_root,
+                seed=index,
+                **config,
+            )
+            tg.create_task(Camera(camera, stats, on_answer).run(duration_s))
 
 
 async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, unique):
@@ -23,17 +51,7 @@ async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, 
     def on_answer(_camera: str, response: Response, _label: int) -> None:
         labels.extend(result.label for result in response.results)
 
-    async with running_runtime(settings), asyncio.TaskGroup() as tg:
-        for index in range(4):
-            config = CameraConfig(
-                name=f"{unique}-cam-{index}",
-                broker=broker.url,
-                runtime_id=settings.runtime_id,
-                topic_root=settings.topic_root,
-                fps=10,
-                seed=index,
-            )
-            tg.create_task(Camera(config, stats, on_answer).run(2.0))
+    await _run_fleet(settings, broker, stats, f"{unique}-cam", 4, 2.0, on_answer, fps=10)
     summary = stats.summary()
     assert summary["sent"] >= 4 * 10  # about 4 cameras x 10 fps x 2 s
     assert summary["answered"] == summary["sent"]
@@ -53,18 +71,9 @@ async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, 
 async def test_fault_injection_gets_invalid_argument_and_nothing_else(broker, registry, unique):
     settings = make_settings(broker.url, registry, unique)
     stats = FleetStats()
-    async with running_runtime(settings), asyncio.TaskGroup() as tg:
-        for index in range(3):
-            config = CameraConfig(
-                name=f"{unique}-faulty-{index}",
-                broker=broker.url,
-                runtime_id=settings.runtime_id,
-                topic_root=settings.topic_root,
-                fps=20,
-                seed=index,
-                malformed_rate=0.3,
-            )
-            tg.create_task(Camera(config, stats).run(1.5))
+    await _run_fleet(
+        settings, broker, stats, f"{unique}-faulty", 3, 1.5, fps=20, malformed_rate=0.3
+    )
     summary = stats.summary()
     assert summary["injected"] > 0
     assert summary["injected_statuses"] == {"INVALID_ARGUMENT": summary["injected"]}
