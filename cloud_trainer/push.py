@@ -22,14 +22,16 @@ from typing import Any, Protocol
 
 from cloud_trainer.registry import MANIFEST_NAME, read_manifest
 from cloud_trainer.signing import signature_of
+from edgeinfer.twins import (
+    MODEL_SHA256,
+    MODEL_SIGNATURE,
+    MODEL_STATUS,
+    MODEL_URI,
+    MODEL_VERSION,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
-MODEL_VERSION = "model_version"
-MODEL_URI = "model_uri"
-MODEL_SHA256 = "model_sha256"
-MODEL_SIGNATURE = "model_signature"
-MODEL_STATUS = "model_status"
 GROUP = "devices.kubeedge.io"
 API_VERSIONS = ("v1alpha2", "v1beta1")
 

@@ -1,19 +1,28 @@
-"""One simulated camera: renders or reads faces, preprocesses them, publishes, checks answers."""
+"""One simulated camera: takes frames, preprocesses faces, publishes, checks answers.
+
+A camera is also a KubeEdge device behind a mapper: it obeys desired ``capture_fps`` and
+``enabled`` from its control topic and reports its actual settings, the model version that
+answered it and the last emotion it saw on its retained status topic (Last Will: offline).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from device_sim.faces import EMOTIONS, FaceRenderer
+from device_sim.faces import EMOTIONS
 from device_sim.preprocessing import crop_face
+from device_sim.sources import FaceSource, RenderedSource
 from device_sim.stats import FleetStats
 from edge_runtime import (
+    Credentials,
+    EdgeError,
     InboundMessage,
     MqttTransport,
     PayloadError,
@@ -21,13 +30,23 @@ from edge_runtime import (
     Response,
     ServiceInfo,
     Topics,
+    Will,
     decode_response,
     decode_service_info,
     encode_request,
 )
+from edgeinfer import camera as contract
 from edgeinfer.v1 import inference_pb2
 
 _LOGGER = logging.getLogger(__name__)
+_SESSION_EXPIRY_S = 300  # the broker keeps a camera's answers this long while it is away
+
+
+class Mode(enum.StrEnum):
+    """How a camera paces its requests."""
+
+    OPEN = "open"  # a frame every 1/fps seconds, whatever the answers do
+    CLOSED = "closed"  # keep ``in_flight`` requests outstanding, send on each answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +57,24 @@ class CameraConfig:
     broker: str
     runtime_id: str
     topic_root: str = "emotion/v1"
+    mode: Mode = Mode.OPEN
     fps: float = 2.0
     jitter: float = 0.2
+    in_flight: int = 1  # closed loop: requests kept outstanding
     answer_timeout_s: float = 10.0
     seed: int = 0
+    start_delay_s: float = 0.0  # ramp-up: when this camera starts within the run
+    report_interval_s: float = 1.0  # least time between two status reports
     malformed_rate: float = 0.0  # share of frames sent with truncated pixels (fault injection)
+    disconnect_every_s: float = 0.0  # fault injection: drop the connection this often (0: never)
+    disconnect_for_s: float = 1.0  # and stay away this long
+    credentials: Credentials = field(default_factory=Credentials)
 
 
 @dataclass(slots=True)
 class _Sent:
     at: float
-    label: int
+    label: int | None
     injected: bool = False
 
 
@@ -61,11 +87,12 @@ def _truncated_pixels(payload: bytes) -> bytes:
 
 
 class Camera:
-    """A device that publishes one face per frame and checks each answer.
+    """A device that publishes the faces of each frame and checks each answer.
 
     Args:
-        config: Identity, rate and broker.
+        config: Identity, pacing, faults and broker.
         stats: Where measurements go (shared by a fleet).
+        source: Frames; rendered faces by default.
         on_answer: Optional observer of (camera, response, true label) per answer.
     """
 
@@ -73,99 +100,237 @@ class Camera:
         self,
         config: CameraConfig,
         stats: FleetStats,
-        on_answer: Callable[[str, Response, int], None] | None = None,
+        source: FaceSource | None = None,
+        on_answer: Callable[[str, Response, int | None], None] | None = None,
     ) -> None:
         self._config = config
         self._stats = stats
+        self._source = source or RenderedSource(config.seed)
         self._on_answer = on_answer
         self._topics = Topics(config.topic_root)
-        self._renderer = FaceRenderer(config.seed)
+        self._rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
         self._pending: dict[str, _Sent] = {}
         self._info: asyncio.Future[ServiceInfo] | None = None
         self._counter = 0
-        self._all_answered = asyncio.Event()
-        self._transport = MqttTransport(
-            config.broker,
-            client_id=f"device-sim-{config.name}",
+        self._answered = asyncio.Event()
+        self._settings_changed = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self.fps = config.fps
+        self.enabled = True
+        self.model_version: str | None = None
+        self.last_emotion: str | None = None
+        self.sessions = 0
+
+    @property
+    def name(self) -> str:
+        """The camera's device name."""
+        return self._config.name
+
+    def _transport(self) -> MqttTransport:
+        root, name = self._config.topic_root, self._config.name
+        status = contract.status_topic(root, name)
+        first = self.sessions == 0
+        self.sessions += 1
+        return MqttTransport(
+            self._config.broker,
+            client_id=f"device-sim-{name}",
             subscriptions=[
-                (self._topics.result(config.name), 1),
-                (self._topics.info(config.runtime_id), 1),
+                (self._topics.result(name), 1),
+                (self._topics.info(self._config.runtime_id), 1),
+                (contract.control_topic(root, name), 1),
             ],
-            clean_start=True,
-            session_expiry_s=0,
+            will=Will(status, contract.CameraStatus(contract.OFFLINE).encode()),
+            credentials=self._config.credentials,
+            clean_start=first,  # later sessions resume: answers queued meanwhile arrive
+            session_expiry_s=_SESSION_EXPIRY_S,
+            manual_ack=True,  # an answer taken but not handled before a drop comes again
         )
 
     async def run(self, duration_s: float) -> None:
-        """Publish for ``duration_s``, then wait for the last answers (or count them lost)."""
-        self._info = asyncio.get_running_loop().create_future()
+        """Publish for ``duration_s`` (after the start delay), then wait for the last answers."""
+        await asyncio.sleep(self._config.start_delay_s)
+        end = time.monotonic() + duration_s
+        while True:
+            away = await self._session(end)
+            if away is None:
+                break
+            self._stats.disconnects += 1
+            await asyncio.sleep(away)
+
+    async def _session(self, end: float) -> float | None:
+        """One connection; returns how long to stay away if it is dropped on purpose."""
+        loop = asyncio.get_running_loop()
+        self._info = loop.create_future()
+        transport = self._transport()
         name = self._config.name
-        async with self._transport, asyncio.TaskGroup() as tg:
-            receiver = tg.create_task(self._receive(), name=f"camera[{name}].receive")
+        drop_at = float("inf")
+        if self._config.disconnect_every_s > 0:
+            drop_at = time.monotonic() + self._config.disconnect_every_s * self._rng.uniform(
+                0.5, 1.5
+            )
+        async with transport, asyncio.TaskGroup() as tg:
+            background = [
+                tg.create_task(self._receive(transport), name=f"camera[{name}].receive"),
+                tg.create_task(self._expire(), name=f"camera[{name}].expire"),
+                tg.create_task(self._report(transport), name=f"camera[{name}].report"),
+            ]
             async with asyncio.timeout(30):
                 info = await self._info
-            await self._publish_for(duration_s, info)
+            stop = min(end, drop_at)
+            if self._config.mode is Mode.CLOSED:
+                await self._closed_loop(transport, info, stop)
+            else:
+                await self._open_loop(transport, info, stop)
+            if stop == drop_at and drop_at < end:
+                transport.send_will_on_close()
+                for task in background:
+                    task.cancel()
+                return self._config.disconnect_for_s
             await self._await_answers()
-            receiver.cancel()
+            await self._publish_status(transport, contract.OFFLINE)
+            for task in background:
+                task.cancel()
+        return None
 
-    async def _publish_for(self, duration_s: float, info: ServiceInfo) -> None:
-        end = time.monotonic() + duration_s
-        period = 1.0 / self._config.fps
-        rng = random.Random(self._config.seed)  # noqa: S311 - simulation, not security
-        while time.monotonic() < end:
-            self._publish_frame(info, inject=rng.random() < self._config.malformed_rate)
-            await asyncio.sleep(period * (1 + rng.uniform(-1, 1) * self._config.jitter))
+    async def _pause_while_disabled(self, stop: float) -> None:
+        while not self.enabled and time.monotonic() < stop:
+            self._settings_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, stop - time.monotonic())):
+                    await self._settings_changed.wait()
 
-    def _publish_frame(self, info: ServiceInfo, *, inject: bool = False) -> None:
-        rendered = self._renderer.render()
-        face = crop_face(rendered.frame, rendered.box, info.input, margin=0.0)
+    async def _open_loop(self, transport: MqttTransport, info: ServiceInfo, stop: float) -> None:
+        while time.monotonic() < stop:
+            await self._pause_while_disabled(stop)
+            if time.monotonic() >= stop:
+                return
+            self._publish_frame(transport, info)
+            period = (1.0 / self.fps) * (1 + self._rng.uniform(-1, 1) * self._config.jitter)
+            self._settings_changed.clear()
+            # A new capture_fps or enabled takes effect at once, not after a long period.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(period, stop - time.monotonic()))):
+                    await self._settings_changed.wait()
+
+    async def _closed_loop(self, transport: MqttTransport, info: ServiceInfo, stop: float) -> None:
+        while time.monotonic() < stop:
+            await self._pause_while_disabled(stop)
+            while len(self._pending) < self._config.in_flight and time.monotonic() < stop:
+                self._publish_frame(transport, info)
+            self._answered.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, stop - time.monotonic())):
+                    await self._answered.wait()
+
+    def _publish_frame(self, transport: MqttTransport, info: ServiceInfo) -> None:
+        shot = self._source.next_shot()
+        if not shot.faces:
+            self._stats.frames_without_face += 1
+            return
+        faces = tuple(crop_face(shot.gray, box, info.input, shot.margin) for box, _ in shot.faces)
         self._counter += 1
         request_id = f"{self._config.name}-{self._counter}"
-        request = Request(request_id, self._config.name, int(time.time() * 1000), (face,))
+        request = Request(request_id, self._config.name, int(time.time() * 1000), faces)
         payload = encode_request(request)
+        inject = self._rng.random() < self._config.malformed_rate
         if inject:
             payload = _truncated_pixels(payload)
-        self._pending[request_id] = _Sent(time.monotonic(), rendered.label, inject)
+        self._pending[request_id] = _Sent(time.monotonic(), shot.faces[0][1], inject)
         self._stats.sent += 1
         self._stats.injected += inject
-        self._transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
+        transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
+
+    async def _expire(self) -> None:
+        """Count requests without an answer after the timeout as lost."""
+        timeout = self._config.answer_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            cutoff = time.monotonic() - timeout
+            expired = [rid for rid, sent in self._pending.items() if sent.at < cutoff]
+            for request_id in expired:
+                del self._pending[request_id]
+            if expired:
+                self._stats.lost += len(expired)
+                self._answered.set()
 
     async def _await_answers(self) -> None:
-        if self._pending:
-            self._all_answered.clear()
+        deadline = time.monotonic() + self._config.answer_timeout_s
+        while self._pending and time.monotonic() < deadline:
+            self._answered.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.answer_timeout_s):
-                    await self._all_answered.wait()
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._answered.wait()
         self._stats.lost += len(self._pending)
         self._pending.clear()
 
-    async def _receive(self) -> None:
-        async for message in self._transport.messages():
+    async def _report(self, transport: MqttTransport) -> None:
+        """Publish the status on change, at most once per report interval."""
+        await transport.wait_connected(30)
+        while True:
+            await self._publish_status(transport, contract.ONLINE)
+            await asyncio.sleep(self._config.report_interval_s)
+            self._status_dirty.clear()
+            await self._status_dirty.wait()
+
+    async def _publish_status(self, transport: MqttTransport, state: str) -> None:
+        status = contract.CameraStatus(
+            state, self.fps, self.enabled, self.model_version, self.last_emotion
+        )
+        status_topic = contract.status_topic(self._config.topic_root, self._config.name)
+        with contextlib.suppress(TimeoutError, EdgeError):  # best effort; the Will backs it
+            async with asyncio.timeout(5):
+                await transport.publish(status_topic, status.encode(), qos=1, retain=True)
+
+    async def _receive(self, transport: MqttTransport) -> None:
+        async for message in transport.messages():
             self._handle(message)
+            transport.ack(message)
 
     def _handle(self, message: InboundMessage) -> None:
         try:
+            if message.topic.endswith("/control"):
+                self._apply(contract.CameraControl.decode(message.payload))
+                return
             if message.topic.endswith("/info"):
                 info = decode_service_info(message.payload)
                 if self._info is not None and not self._info.done():
                     self._info.set_result(info)
                 return
             response = decode_response(message.payload)
-        except PayloadError:
-            _LOGGER.warning("camera %s got an undecodable message", self._config.name)
+        except (PayloadError, contract.CameraMessageError) as exc:
+            self._stats.bad_messages += 1
+            _LOGGER.warning("camera %s ignored a bad message: %s", self._config.name, exc)
             return
+        self._answer(response)
+
+    def _apply(self, control: contract.CameraControl) -> None:
+        if control.capture_fps is not None and control.capture_fps != self.fps:
+            self.fps = control.capture_fps
+            self._stats.event(f"{self._config.name} capture_fps={self.fps:g}")
+        if control.enabled is not None and control.enabled != self.enabled:
+            self.enabled = control.enabled
+            self._stats.event(f"{self._config.name} enabled={str(self.enabled).lower()}")
+        self._settings_changed.set()
+        self._status_dirty.set()
+
+    def _answer(self, response: Response) -> None:
         sent = self._pending.pop(response.request_id, None)
         if sent is None:
             return  # a duplicate (at-least-once) or an answer after the timeout
-        if not self._pending:
-            self._all_answered.set()
+        self._answered.set()
         version = response.model.version if response.model else "?"
         self._stats.saw_version(version)
-        correct = None
-        if response.results:
-            correct = response.results[0].label == EMOTIONS[sent.label]
         if sent.injected:
             self._stats.record_injected(response.status.name)
             return
+        correct = None
+        if response.results:
+            top = response.results[0].label
+            if top != self.last_emotion or version != self.model_version:
+                self._status_dirty.set()
+            self.last_emotion, self.model_version = top, version
+            if sent.label is not None:
+                correct = top == EMOTIONS[sent.label]
         self._stats.record(time.monotonic() - sent.at, response.status.name, version, correct)
         if self._on_answer is not None:
             self._on_answer(self._config.name, response, sent.label)

@@ -12,6 +12,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 LATENCY_MAX_US = 60_000_000
+_FIRST_ANSWER = "first answer from "
 
 
 @dataclass
@@ -23,6 +24,9 @@ class FleetStats:
     answered: int = 0
     lost: int = 0
     injected: int = 0  # fault-injected requests sent
+    disconnects: int = 0  # injected connection drops
+    frames_without_face: int = 0  # frames the detector found no face in (nothing sent)
+    bad_messages: int = 0  # undecodable answers or control messages
     statuses: Counter[str] = field(default_factory=Counter)
     injected_statuses: Counter[str] = field(default_factory=Counter)
     correct: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -41,7 +45,11 @@ class FleetStats:
         """Mark the first answer from each model version on the timeline."""
         if version not in self._versions:
             self._versions.add(version)
-            self.events.append((time.monotonic() - self.started, f"first answer from {version}"))
+            self.event(f"{_FIRST_ANSWER}{version}")
+
+    def event(self, text: str) -> None:
+        """Put something that happened on the timeline (twin changes, swaps)."""
+        self.events.append((time.monotonic() - self.started, text))
 
     def record(self, latency_s: float, status: str, version: str, correct: bool | None) -> None:
         """Record one answer."""
@@ -71,6 +79,9 @@ class FleetStats:
             "failed": self.failed,
             "lost": self.lost,
             "statuses": dict(self.statuses),
+            "disconnects": self.disconnects,
+            "frames_without_face": self.frames_without_face,
+            "bad_messages": self.bad_messages,
             "injected": self.injected,
             "injected_statuses": dict(self.injected_statuses),
             "duration_s": round(elapsed, 3),
@@ -90,6 +101,61 @@ class FleetStats:
             "answers_by_model_version": dict(sorted(self.judged.items())),
             "events": [{"t_s": round(t, 3), "event": e} for t, e in self.events],
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Running counts for a live view (cheap; no percentiles of the whole run)."""
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "failed": self.failed,
+            "lost": self.lost,
+            "injected": self.injected,
+            "disconnects": self.disconnects,
+            "versions": dict(self.judged),
+        }
+
+    def export(self) -> dict[str, Any]:
+        """Everything needed to merge this into another process's stats (picklable)."""
+        return {
+            "counts": {
+                name: getattr(self, name)
+                for name in (
+                    "sent",
+                    "answered",
+                    "lost",
+                    "injected",
+                    "disconnects",
+                    "frames_without_face",
+                    "bad_messages",
+                )
+            },
+            "statuses": dict(self.statuses),
+            "injected_statuses": dict(self.injected_statuses),
+            "correct": dict(self.correct),
+            "judged": dict(self.judged),
+            "timeline": self.timeline,
+            "events": self.events,
+            "histogram": self.histogram.encode(),
+        }
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add another process's ``export()`` (same ``started`` clock: monotonic is system-wide)."""
+        for name, value in exported["counts"].items():
+            setattr(self, name, getattr(self, name) + value)
+        self.statuses.update(exported["statuses"])
+        self.injected_statuses.update(exported["injected_statuses"])
+        for version, count in exported["correct"].items():
+            self.correct[version] += count
+        for version, count in exported["judged"].items():
+            self.judged[version] += count
+        self.timeline.extend(exported["timeline"])
+        self.timeline.sort()
+        firsts = {text for _, text in self.events if text.startswith(_FIRST_ANSWER)}
+        for at, text in exported["events"]:
+            if text not in firsts:  # each process sees its own first answer of a version
+                self.events.append((at, text))
+        self.events.sort()
+        self.histogram.add(HdrHistogram.decode(exported["histogram"]))
 
     def write(self, path: Path) -> Path:
         """Write the JSON report."""

@@ -21,11 +21,12 @@ from edge_runtime.messages import (
 from edge_runtime.runtime import Runtime
 from edge_runtime.settings import Settings, load_settings
 from edge_runtime.topics import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, Topics
-from edge_runtime.transport import InboundMessage, MqttTransport, Will
+from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
 
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
+    "Credentials",
     "EdgeError",
     "FacePixels",
     "FaceResult",

@@ -21,15 +21,17 @@ from edge_runtime.errors import EdgeError, ModelRejected
 from edge_runtime.manifest import Manifest
 from edge_runtime.model_store import ModelCache, download
 from edge_runtime.settings import Settings
+from edgeinfer.twins import (
+    MODEL_SHA256,
+    MODEL_SIGNATURE,
+    MODEL_STATUS,
+    MODEL_URI,
+    MODEL_VERSION,
+)
 from kubeedge_twin import TwinClient, TwinFormatError, sanitize_value
 
 _LOGGER = logging.getLogger(__name__)
 
-MODEL_VERSION = "model_version"
-MODEL_URI = "model_uri"
-MODEL_SHA256 = "model_sha256"
-MODEL_SIGNATURE = "model_signature"
-MODEL_STATUS = "model_status"
 
 SwapFn = Callable[[Model], Model]
 SwapObserver = Callable[[str, str], None]

@@ -174,6 +174,7 @@ class MqttTransport:
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()
         self._closing = False
+        self._will_on_close = False
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -234,12 +235,20 @@ class MqttTransport:
     ) -> None:
         self._closing = True
         if self.connected.is_set():
-            # A normal DISCONNECT: the broker keeps the session but does not send the Will.
-            self._client.disconnect()
+            # A normal DISCONNECT: the broker keeps the session but does not send the Will,
+            # unless asked to with MQTT 5's reason 0x04 (as if the connection had been lost).
+            reason = None
+            if self._will_on_close:
+                reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            self._client.disconnect(reasoncode=reason)
         await asyncio.to_thread(self._client.loop_stop)
         for future in self._published.values():
             future.cancel()
         self._published.clear()
+
+    def send_will_on_close(self) -> None:
+        """Make the coming close publish the Last Will, as a lost connection would."""
+        self._will_on_close = True
 
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait for the broker's CONNACK and SUBACK.

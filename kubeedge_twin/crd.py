@@ -68,3 +68,56 @@ def load_definitions(paths: Iterable[Path]) -> list[DeviceDefinition]:
     for path in paths:
         documents.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
     return definitions(documents)
+
+
+def device_manifest(
+    definition: DeviceDefinition, api_version: str, model: str, protocol: str
+) -> dict[str, Any]:
+    """The Device resource of ``definition`` for ``v1alpha2`` (1.4) or ``v1beta1`` (current).
+
+    Twins whose desired value is empty are reported-only: v1alpha2 lists them with an empty
+    desired value (the 1.4 cloud stores reported values only for listed twins), v1beta1 as
+    properties without ``desired``.
+
+    Raises:
+        ValueError: for another API version.
+    """
+    metadata: dict[str, Any] = {"name": definition.name, "namespace": definition.namespace}
+    if definition.description:
+        metadata["labels"] = {"description": definition.description, "model": model}
+    if api_version == "v1alpha2":
+        twins = [
+            {"propertyName": name, "desired": {"metadata": {"type": kind}, "value": value}}
+            for name, (value, kind) in definition.desired.items()
+        ]
+        selector = {"key": "", "operator": "In", "values": [definition.node]}
+        return {
+            "apiVersion": "devices.kubeedge.io/v1alpha2",
+            "kind": "Device",
+            "metadata": metadata,
+            "spec": {
+                "deviceModelRef": {"name": model},
+                "nodeSelector": {"nodeSelectorTerms": [{"matchExpressions": [selector]}]},
+            },
+            "status": {"twins": twins},
+        }
+    if api_version == "v1beta1":
+        properties: list[dict[str, Any]] = []
+        for name, (value, kind) in definition.desired.items():
+            prop: dict[str, Any] = {"name": name}
+            if value:
+                prop["desired"] = {"value": value, "metadata": {"type": kind}}
+            prop["reportToCloud"] = True
+            properties.append(prop)
+        return {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "Device",
+            "metadata": metadata,
+            "spec": {
+                "deviceModelRef": {"name": model},
+                "nodeName": definition.node,
+                "protocol": {"protocolName": protocol},
+                "properties": properties,
+            },
+        }
+    raise ValueError(f"unknown Device API version {api_version!r}: v1alpha2 or v1beta1")

@@ -27,6 +27,7 @@ from edge_runtime import (
 )
 from edge_runtime.backends import load_model
 from edge_runtime.settings import Settings
+from edgeinfer.twins import MODEL_TWINS
 from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
 from tests.conftest import REPO
 
@@ -157,9 +158,6 @@ async def device(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-MODEL_TWINS = ("model_version", "model_uri", "model_sha256", "model_status")
 
 
 @contextlib.contextmanager

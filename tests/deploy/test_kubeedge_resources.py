@@ -25,7 +25,7 @@ def test_resource_validates_against_its_crd(path: Path):
 
 
 def test_inference_device_declares_every_twin_the_runtime_uses():
-    from edge_runtime.model_sync import (
+    from edgeinfer.twins import (
         MODEL_SHA256,
         MODEL_SIGNATURE,
         MODEL_STATUS,

@@ -26,7 +26,7 @@ async def _run_fleet(
     prefix: str,
     cameras: int,
     duration_s: float,
-    on_answer: Callable[[str, Response, int], None] | None = None,
+    on_answer: Callable[[str, Response, int | None], None] | None = None,
     **config: Any,
 ) -> None:
     """``cameras`` cameras against a runtime started for the run, until they finish."""
@@ -40,7 +40,7 @@ async def _run_fleet(
                 seed=index,
                 **config,
             )
-            tg.create_task(Camera(camera, stats, on_answer).run(duration_s))
+            tg.create_task(Camera(camera, stats, on_answer=on_answer).run(duration_s))
 
 
 async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, unique):
@@ -48,7 +48,7 @@ async def test_fleet_gets_every_answer_with_consistent_counts(broker, registry, 
     stats = FleetStats()
     labels: list[str] = []
 
-    def on_answer(_camera: str, response: Response, _label: int) -> None:
+    def on_answer(_camera: str, response: Response, _label: int | None) -> None:
         labels.extend(result.label for result in response.results)
 
     await _run_fleet(settings, broker, stats, f"{unique}-cam", 4, 2.0, on_answer, fps=10)
