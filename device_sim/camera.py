@@ -144,6 +144,7 @@ class Camera:
             clean_start=first,  # later sessions resume: answers queued meanwhile arrive
             session_expiry_s=_SESSION_EXPIRY_S,
             manual_ack=True,  # an answer taken but not handled before a drop comes again
+            on_connect=self._status_dirty.set,  # a restarted broker may have lost the status
         )
 
     async def run(self, duration_s: float) -> None:
@@ -266,11 +267,12 @@ class Camera:
     async def _report(self, transport: MqttTransport) -> None:
         """Publish the status on change, at most once per report interval."""
         await transport.wait_connected(30)
+        self._status_dirty.set()
         while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
             await self._publish_status(transport, contract.ONLINE)
             await asyncio.sleep(self._config.report_interval_s)
-            self._status_dirty.clear()
-            await self._status_dirty.wait()
 
     async def _publish_status(self, transport: MqttTransport, state: str) -> None:
         status = contract.CameraStatus(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from device_sim.scenario import Scenario
-from edgeinfer.twins import CAMERA_TWIN_TYPES, CAPTURE_FPS, ENABLED
+from edgeinfer.twins import CAMERA_TWIN_TYPES, CAPTURE_FPS, ENABLED, LAST_EMOTION
 from kubeedge_twin import DeviceDefinition
 from kubeedge_twin.crd import device_manifest
 
 CAMERA_MODEL = "emotion-camera"
 CAMERA_PROTOCOL = "emotion-camera"
+DATA_PROPERTIES = (LAST_EMOTION,)  # also streamed on $ke/events/device/<id>/data/update
 
 
 def camera_definition(
@@ -31,6 +32,7 @@ def camera_devices(scenario: Scenario, api_version: str, node: str) -> list[dict
             api_version,
             CAMERA_MODEL,
             CAMERA_PROTOCOL,
+            DATA_PROPERTIES,
         )
         for config, _ in scenario.cameras()
     ]

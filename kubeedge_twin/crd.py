@@ -71,13 +71,18 @@ def load_definitions(paths: Iterable[Path]) -> list[DeviceDefinition]:
 
 
 def device_manifest(
-    definition: DeviceDefinition, api_version: str, model: str, protocol: str
+    definition: DeviceDefinition,
+    api_version: str,
+    model: str,
+    protocol: str,
+    data_properties: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The Device resource of ``definition`` for ``v1alpha2`` (1.4) or ``v1beta1`` (current).
 
     Twins whose desired value is empty are reported-only: v1alpha2 lists them with an empty
     desired value (the 1.4 cloud stores reported values only for listed twins), v1beta1 as
-    properties without ``desired``.
+    properties without ``desired``. ``data_properties`` (v1alpha2 ``spec.data``) are published by
+    the mapper on ``$ke/events/device/<id>/data/update``.
 
     Raises:
         ValueError: for another API version.
@@ -91,14 +96,18 @@ def device_manifest(
             for name, (value, kind) in definition.desired.items()
         ]
         selector = {"key": "", "operator": "In", "values": [definition.node]}
+        spec: dict[str, Any] = {
+            "deviceModelRef": {"name": model},
+            "nodeSelector": {"nodeSelectorTerms": [{"matchExpressions": [selector]}]},
+        }
+        data = [{"propertyName": name} for name in data_properties]
+        if data:
+            spec["data"] = {"dataProperties": data}
         return {
             "apiVersion": "devices.kubeedge.io/v1alpha2",
             "kind": "Device",
             "metadata": metadata,
-            "spec": {
-                "deviceModelRef": {"name": model},
-                "nodeSelector": {"nodeSelectorTerms": [{"matchExpressions": [selector]}]},
-            },
+            "spec": spec,
             "status": {"twins": twins},
         }
     if api_version == "v1beta1":

@@ -321,3 +321,21 @@ def get_request(event_id: str = "") -> bytes:
 def state_update(state: str) -> bytes:
     """Payload of ``…/state/update`` (1.4 accepts online, offline, unknown)."""
     return dumps({"event_id": "", "timestamp": now_ms(), "state": state})
+
+
+def data_update(values: Mapping[str, str], types: Mapping[str, str] | None = None) -> bytes:
+    """Payload of ``$ke/events/device/<id>/data/update`` (mappers-go ``CreateMessageData``).
+
+    Raises:
+        TwinFormatError: if a key or value breaks KubeEdge's patterns.
+    """
+    stamp = now_ms()
+    types = types or {}
+    data = {
+        check_key(name): {
+            "value": check_value(value),
+            "metadata": {"timestamp": stamp, "type": types.get(name, "string")},
+        }
+        for name, value in values.items()
+    }
+    return dumps({"event_id": "", "timestamp": stamp, "data": data})

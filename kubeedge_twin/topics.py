@@ -110,3 +110,12 @@ class TwinTopics:
             return DeviceRef(device_id)
         namespace, _, name = device_id.partition("/")
         return DeviceRef(name, namespace)
+
+
+DATA_PREFIX = "$ke/events/device/"
+DATA_UPDATE = "/data/update"
+
+
+def data_topic(device_id: str) -> str:
+    """``$ke/events/device/<id>/data/update``: a mapper's data properties (not for edgecore)."""
+    return f"{DATA_PREFIX}{device_id}{DATA_UPDATE}"

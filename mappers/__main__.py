@@ -1,0 +1,157 @@
+"""``kubeedge-mapper``: the camera mapper and the inference-result mapper."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from kubeedge_twin import Layout, TwinTopics
+from mappers.camera import CameraMapper
+from mappers.metrics import MapperMetrics
+from mappers.profile import ProfileError, load_devices
+from mappers.results import ResultMapper
+from mappers.session import Connection, Session, run_forever
+
+_ENV = "MAPPER_"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(_ENV + name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every option also reads ``MAPPER_<OPTION>`` from the environment."""
+    parser = argparse.ArgumentParser(
+        prog="kubeedge-mapper",
+        description="KubeEdge mappers for the emotion cameras, next to edgecore's broker. "
+        "'camera' bridges each camera's control/status topics to its device twin (desired "
+        "capture_fps/enabled down, actual values and online/offline up); 'results' turns the "
+        "runtime's answers into last_emotion and emotion_counts twins. Devices come from "
+        "KubeEdge 1.4's deviceProfile.json (the node ConfigMap) or Device YAML. Each option "
+        "can also be set as MAPPER_<OPTION> (e.g. MAPPER_BROKER).",
+    )
+    parser.add_argument("--broker", default=_env("BROKER", "mqtt://127.0.0.1:1883"))
+    parser.add_argument("--username", default=_env("USERNAME", ""), help="MQTT user")
+    parser.add_argument("--password", default=_env("PASSWORD", ""), help="MQTT password")
+    parser.add_argument("--ca-file", default=_env("CA_FILE", ""), help="CA for mqtts://")
+    parser.add_argument(
+        "--layout",
+        choices=[layout.value for layout in Layout],
+        default=_env("LAYOUT", "1.4"),
+        help="twin topic layout: 1.4 ($hw/events/device/<name>) or 1.17 (<namespace>/<name>)",
+    )
+    parser.add_argument("--topic-root", default=_env("TOPIC_ROOT", "emotion/v1"))
+    parser.add_argument(
+        "--devices",
+        type=Path,
+        nargs="+",
+        default=[Path(p) for p in _env("DEVICES", "/opt/kubeedge/deviceProfile.json").split()],
+        help="deviceProfile.json and/or Device YAML files (default: the 1.4 ConfigMap mount)",
+    )
+    parser.add_argument(
+        "--model", default=_env("MODEL", "emotion-camera"), help="serve devices of this model"
+    )
+    parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")))
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--resync",
+        type=float,
+        default=float(_env("RESYNC", "30")),
+        help="seconds between re-reading desired twins and re-sending actual values and "
+        "state (heals an edgecore restart, which the broker does not see; default 30)",
+    )
+    commands = parser.add_subparsers(dest="mapper", required=True)
+    camera = commands.add_parser("camera", help="bridge camera control/status to device twins")
+    camera.add_argument(
+        "--report-interval",
+        type=float,
+        default=float(_env("REPORT_INTERVAL", "1")),
+        help="least seconds between two twin reports of one camera (default 1)",
+    )
+    results = commands.add_parser("results", help="report what each camera sees to its twin")
+    results.add_argument(
+        "--report-interval",
+        type=float,
+        default=float(_env("REPORT_INTERVAL", "5")),
+        help="least seconds between two twin reports of one camera (default 5)",
+    )
+    results.add_argument(
+        "--window",
+        type=int,
+        default=int(_env("WINDOW", "100")),
+        help="emotion_counts covers this many recent faces (default 100)",
+    )
+    return parser
+
+
+async def serve(connection: Connection, session: Session) -> None:
+    """Run a mapper until SIGTERM or SIGINT."""
+    task = asyncio.create_task(run_forever(connection, session))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``kubeedge-mapper``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        devices = load_devices(args.devices, args.model)
+    except ProfileError as exc:
+        print(f"kubeedge-mapper: {exc}", file=sys.stderr)
+        return 2
+    if not devices:
+        print(
+            f"kubeedge-mapper: no devices of model {args.model} in {args.devices}", file=sys.stderr
+        )
+        return 2
+    topics = TwinTopics(Layout(args.layout))
+    metrics = MapperMetrics(args.mapper)
+    metrics.serve(args.metrics_port)
+    mapper: CameraMapper | ResultMapper
+    if args.mapper == "camera":
+        mapper = CameraMapper(
+            devices,
+            topics=topics,
+            topic_root=args.topic_root,
+            report_interval_s=args.report_interval,
+            resync_s=args.resync,
+            metrics=metrics,
+        )
+    else:
+        mapper = ResultMapper(
+            devices,
+            topics=topics,
+            topic_root=args.topic_root,
+            window=args.window,
+            report_interval_s=args.report_interval,
+            resync_s=args.resync,
+            metrics=metrics,
+        )
+    connection = Connection(
+        args.broker,
+        client_id=f"{args.mapper}-mapper-{os.getpid()}",
+        username=args.username,
+        password=args.password,
+        ca_file=args.ca_file,
+    )
+    logging.getLogger(__name__).info(
+        "%s mapper serving %d devices on %s", args.mapper, len(devices), args.broker
+    )
+    asyncio.run(serve(connection, mapper.session))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The camera mapper: desired twins down to each camera's control topic, status back up.
+
+For every camera device it serves (SPEC §4.3): subscribes to ``twin/update/delta`` and
+``twin/get/result``, asks ``twin/get`` on every (re)connect, forwards desired ``capture_fps`` and
+``enabled`` to ``<root>/<camera>/control`` (retained), and turns the camera's retained
+``<root>/<camera>/status`` into ``twin/update`` actual values (on change, at a bounded rate),
+``state/update`` (``online``/``offline``) and ``$ke/events/device/<id>/data/update``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aiomqtt
+
+from edgeinfer import camera as contract
+from edgeinfer.twins import CAMERA_DESIRED, CAPTURE_FPS, ENABLED, LAST_EMOTION, MODEL_VERSION
+from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
+from kubeedge_twin.messages import data_update
+from kubeedge_twin.topics import data_topic
+from mappers.metrics import MapperMetrics
+from mappers.profile import MappedDevice
+from mappers.reporter import BoundedReporter, publish_safely
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _control(desired: Mapping[str, str]) -> contract.CameraControl:
+    """The control message for desired twin values (raises CameraMessageError if invalid)."""
+    fps = desired.get(CAPTURE_FPS) or None
+    enabled = desired.get(ENABLED) or None
+    return contract.CameraControl(
+        None if fps is None else contract.parse_fps(fps),
+        None if enabled is None else contract.parse_enabled(enabled),
+    )
+
+
+def _actual(status: contract.CameraStatus) -> dict[str, str]:
+    values = {}
+    if status.capture_fps is not None:
+        values[CAPTURE_FPS] = f"{status.capture_fps:g}"
+    if status.enabled is not None:
+        values[ENABLED] = str(status.enabled).lower()
+    if status.model_version:
+        values[MODEL_VERSION] = sanitize_value(status.model_version)
+    if status.last_emotion:
+        values[LAST_EMOTION] = sanitize_value(status.last_emotion)
+    return values
+
+
+class _Camera:
+    """One camera's twin client, reporter and last known state within a connection."""
+
+    def __init__(
+        self,
+        device: MappedDevice,
+        client: aiomqtt.Client,
+        topics: TwinTopics,
+        metrics: MapperMetrics,
+        interval_s: float,
+    ) -> None:
+        self.device = device
+        self._client = client
+        self._metrics = metrics
+        self.twin = TwinClient(device.ref, topics=topics, publish=self._publish)
+        self._device_id = topics.device_id(device.ref)
+        self.reporter = BoundedReporter(device, self._report, interval_s)
+        self.state: str | None = None
+        self.status: contract.CameraStatus | None = None
+
+    def _publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        return asyncio.ensure_future(self._client.publish(topic, payload, qos=1))
+
+    async def _report(self, values: Mapping[str, str]) -> None:
+        types = {name: self.device.twins[name] for name in values}
+        await publish_safely(self._metrics, "twin", lambda: self.twin.report(values, types))
+        data = {k: v for k, v in values.items() if k in self.device.data_properties}
+        if data:
+            topic, payload = data_topic(self._device_id), data_update(data, types)
+            await publish_safely(
+                self._metrics, "data", lambda: self._client.publish(topic, payload, qos=0)
+            )
+
+    async def on_status(self, status: contract.CameraStatus) -> None:
+        self.status = status
+        if status.state != self.state:
+            self.state = status.state
+            state = status.state
+            await publish_safely(self._metrics, "state", lambda: self.twin.report_state(state))
+        self.reporter.offer(_actual(status))
+
+    async def resend(self) -> None:
+        """Report the last known state and values again."""
+        self.reporter.forget()
+        self.state = None
+        if self.status is not None:
+            await self.on_status(self.status)
+
+
+class CameraMapper:
+    """Bridges camera devices to edgecore.
+
+    Args:
+        devices: The cameras (from the device profile or Device YAML).
+        topics: DeviceTwin topic layout.
+        topic_root: Application topic root of the cameras' control/status topics.
+        report_interval_s: Least time between two twin reports of one camera.
+        resync_s: How often to re-read desired values and re-send state and actual values
+            (an edgecore restart is invisible on the broker; this heals it).
+        metrics: Counters.
+    """
+
+    def __init__(
+        self,
+        devices: list[MappedDevice],
+        *,
+        topics: TwinTopics,
+        topic_root: str = "emotion/v1",
+        report_interval_s: float = 1.0,
+        resync_s: float = 30.0,
+        metrics: MapperMetrics | None = None,
+    ) -> None:
+        self._devices = {device.ref.name: device for device in devices}
+        self._topics = topics
+        self._root = topic_root
+        self._interval_s = report_interval_s
+        self._resync_s = resync_s
+        self.metrics = metrics or MapperMetrics("camera")
+
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Serve one connection until it drops: subscribe, re-read twins, bridge."""
+        cameras = {
+            name: _Camera(device, client, self._topics, self.metrics, self._interval_s)
+            for name, device in self._devices.items()
+        }
+        for camera in cameras.values():
+            for topic, qos in camera.twin.subscriptions:
+                await client.subscribe(topic, qos)
+        await client.subscribe(contract.status_filter(self._root), 1)
+        async with asyncio.TaskGroup() as tg:
+            for camera in cameras.values():
+                tg.create_task(camera.reporter.run())
+                tg.create_task(self._forward_desired(client, camera))
+            receiver = tg.create_task(self._receive(client, cameras))
+            while not receiver.done():
+                # The get/result feeds desired() like a delta does.
+                await asyncio.gather(*(c.twin.request_twins() for c in cameras.values()))
+                await asyncio.wait([receiver], timeout=self._resync_s)
+                for camera in cameras.values():
+                    await camera.resend()
+
+    async def _forward_desired(self, client: aiomqtt.Client, camera: _Camera) -> None:
+        name = camera.device.ref.name
+        async for desired in camera.twin.desired():
+            wanted = {k: v for k, v in desired.items() if k in CAMERA_DESIRED}
+            try:
+                control = _control(wanted)
+            except contract.CameraMessageError as exc:
+                self.metrics.refused("desired")
+                _LOGGER.warning("camera %s: desired value refused: %s", name, exc)
+                continue
+            if control == contract.CameraControl():
+                continue
+            topic = contract.control_topic(self._root, name)
+            await client.publish(topic, control.encode(), qos=1, retain=True)
+            _LOGGER.info("camera %s: desired %s sent", name, control)
+
+    async def _receive(self, client: aiomqtt.Client, cameras: Mapping[str, _Camera]) -> None:
+        async for message in client.messages:
+            topic, payload = message.topic.value, message.payload
+            if not isinstance(payload, bytes):
+                continue
+            camera_name = contract.camera_of(self._root, topic, "status")
+            if camera_name is None:
+                self._twin_message(cameras, topic, payload)
+                continue
+            await self._status(cameras.get(camera_name), camera_name, payload)
+
+    def _twin_message(self, cameras: Mapping[str, _Camera], topic: str, payload: bytes) -> None:
+        for camera in cameras.values():
+            bad_before = camera.twin.bad_messages
+            if camera.twin.handle(topic, payload):
+                if camera.twin.bad_messages > bad_before:
+                    self.metrics.refused("twin")
+                else:
+                    self.metrics.took("twin")
+                return
+
+    async def _status(self, camera: _Camera | None, name: str, payload: bytes) -> None:
+        if camera is None:
+            self.metrics.refused("unknown_device")
+            return
+        if not payload:
+            return  # a cleared retained status
+        try:
+            status = contract.CameraStatus.decode(payload)
+        except contract.CameraMessageError as exc:
+            self.metrics.refused("status")
+            _LOGGER.warning("camera %s: bad status: %s", name, exc)
+            return
+        self.metrics.took("status")
+        await camera.on_status(status)

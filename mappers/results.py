@@ -1,0 +1,154 @@
+"""The inference-result mapper: what each camera sees, as twin actual values.
+
+Subscribes to every camera's result topic (``<root>/+/result``), keeps the labels of each
+camera's recent answers and reports ``last_emotion`` and ``emotion_counts`` (for example
+``happy:12,neutral:5,sad:1``: KubeEdge's value charset) on change, at most once per interval,
+so ``kubectl get device <camera> -o yaml`` shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Mapping
+
+import aiomqtt
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from edgeinfer.twins import EMOTION_COUNTS, LAST_EMOTION
+from edgeinfer.v1 import inference_pb2
+from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
+from kubeedge_twin.client import Publish
+from mappers.metrics import MapperMetrics
+from mappers.profile import MappedDevice
+from mappers.reporter import BoundedReporter, Send, publish_safely
+
+_LOGGER = logging.getLogger(__name__)
+_JSON = "application/json"  # the runtime's content type for JSON answers (MQTT v5)
+
+
+def encode_counts(labels: collections.Counter[str]) -> str:
+    """``label:count`` pairs, most frequent first, in KubeEdge's twin value charset."""
+    ranked = sorted(labels.items(), key=lambda item: (-item[1], item[0]))
+    return ",".join(f"{sanitize_value(label)}:{count}" for label, count in ranked)
+
+
+def decode_response(payload: bytes, content_type: str) -> inference_pb2.InferenceResponse:
+    """An answer in either wire format (raises ValueError if it is neither)."""
+    response = inference_pb2.InferenceResponse()
+    try:
+        if content_type == _JSON:
+            json_format.Parse(payload.decode("utf-8"), response)
+        else:
+            response.ParseFromString(payload)
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not an InferenceResponse: {exc}") from exc
+    return response
+
+
+class _Window:
+    """The labels of one camera's last ``size`` faces."""
+
+    def __init__(self, size: int) -> None:
+        self.labels: collections.deque[str] = collections.deque(maxlen=size)
+        self.last = ""
+
+    def add(self, response: inference_pb2.InferenceResponse) -> dict[str, str]:
+        for result in response.results:
+            self.labels.append(result.label)
+        self.last = response.results[0].label
+        return self.values()
+
+    def values(self) -> dict[str, str]:
+        if not self.labels:
+            return {}
+        return {
+            LAST_EMOTION: sanitize_value(self.last),
+            EMOTION_COUNTS: encode_counts(collections.Counter(self.labels)),
+        }
+
+
+class ResultMapper:
+    """Aggregates answers per camera into twin actual values.
+
+    Args:
+        devices: The cameras (only devices with ``last_emotion``/``emotion_counts`` twins).
+        topics: DeviceTwin topic layout.
+        topic_root: Application topic root of the result topics.
+        window: How many recent faces ``emotion_counts`` covers.
+        report_interval_s: Least time between two twin reports of one camera.
+        resync_s: How often to send the current values again (heals an edgecore restart).
+        metrics: Counters.
+    """
+
+    def __init__(
+        self,
+        devices: list[MappedDevice],
+        *,
+        topics: TwinTopics,
+        topic_root: str = "emotion/v1",
+        window: int = 100,
+        report_interval_s: float = 5.0,
+        resync_s: float = 30.0,
+        metrics: MapperMetrics | None = None,
+    ) -> None:
+        self._devices = {d.ref.name: d for d in devices}
+        self._topics = topics
+        self._root = topic_root
+        self._window = window
+        self._interval_s = report_interval_s
+        self._resync_s = resync_s
+        self.metrics = metrics or MapperMetrics("results")
+        self._windows = {name: _Window(window) for name in self._devices}  # kept across sessions
+
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Serve one connection until it drops."""
+        reporters = {}
+        for name, device in self._devices.items():
+            twin = TwinClient(device.ref, topics=self._topics, publish=self._publisher(client))
+            reporters[name] = BoundedReporter(device, self._sender(twin, device), self._interval_s)
+        await client.subscribe(f"{self._root}/+/result", 1)
+        async with asyncio.TaskGroup() as tg:
+            for reporter in reporters.values():
+                tg.create_task(reporter.run())
+            receiver = tg.create_task(self._receive(client, reporters))
+            while not receiver.done():
+                await asyncio.wait([receiver], timeout=self._resync_s)
+                for name, reporter in reporters.items():
+                    reporter.forget()  # an edgecore restart is invisible on the broker
+                    reporter.offer(self._windows[name].values())
+
+    @staticmethod
+    def _publisher(client: aiomqtt.Client) -> Publish:
+        return lambda topic, payload: asyncio.ensure_future(client.publish(topic, payload, qos=1))
+
+    def _sender(self, twin: TwinClient, device: MappedDevice) -> Send:
+        async def send(values: Mapping[str, str]) -> None:
+            types = {name: device.twins[name] for name in values}
+            await publish_safely(self.metrics, "twin", lambda: twin.report(values, types))
+
+        return send
+
+    async def _receive(
+        self, client: aiomqtt.Client, reporters: Mapping[str, BoundedReporter]
+    ) -> None:
+        prefix, suffix = f"{self._root}/", "/result"
+        async for message in client.messages:
+            topic, payload = message.topic.value, message.payload
+            camera = topic[len(prefix) : -len(suffix)]
+            reporter = reporters.get(camera)
+            if reporter is None or not isinstance(payload, bytes):
+                self.metrics.refused("unknown_device")
+                continue
+            content_type = getattr(message.properties, "ContentType", "") or ""
+            try:
+                response = decode_response(payload, content_type)
+            except ValueError as exc:
+                self.metrics.refused("result")
+                _LOGGER.warning("camera %s: %s", camera, exc)
+                continue
+            self.metrics.took("result")
+            if response.status == inference_pb2.STATUS_OK and response.results:
+                reporter.offer(self._windows[camera].add(response))

@@ -1,0 +1,75 @@
+"""One MQTT connection that comes back: reconnect with backoff, resubscribe, re-read (aiomqtt)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how a mapper connects (edgecore's broker, normally 127.0.0.1:1883)."""
+
+    broker: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "mapper"
+    username: str = ""
+    password: str = ""
+    ca_file: str = ""
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    def client(self, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+        """A new client (not yet connected)."""
+        url = urlsplit(self.broker)
+        tls = url.scheme in ("mqtts", "ssl")
+        context = ssl.create_default_context(cafile=self.ca_file or None) if tls else None
+        return aiomqtt.Client(
+            url.hostname or "127.0.0.1",
+            url.port or (8883 if tls else 1883),
+            identifier=self.client_id,
+            username=self.username or None,
+            password=self.password or None,
+            will=will,
+            tls_context=context,
+            clean_session=True,
+            keepalive=30,
+            # Small twin messages: without TCP_NODELAY, Nagle and delayed ACKs stall them.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+
+Session = Callable[[aiomqtt.Client], Awaitable[None]]
+
+
+async def run_forever(
+    connection: Connection, session: Session, will: aiomqtt.Will | None = None
+) -> None:
+    """Run ``session`` on a connected client; on any connection loss, reconnect and rerun it.
+
+    ``session`` subscribes and re-reads what it needs each time, so a broker or edgecore
+    restart costs a reconnect, never the mapper. Cancel the task to stop.
+    """
+    delay = connection.reconnect_min_s
+    while True:
+        try:
+            async with connection.client(will) as client:
+                _LOGGER.warning("connected to %s as %s", connection.broker, connection.client_id)
+                delay = connection.reconnect_min_s
+                await session(client)
+        except* aiomqtt.MqttError as group:  # raised bare or from a session's task group
+            reason = group.exceptions[0]
+            _LOGGER.warning(
+                "broker %s: %s; reconnecting in ~%.1f s", connection.broker, reason, delay
+            )
+        await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))  # noqa: S311 - jitter
+        delay = min(delay * 2, connection.reconnect_max_s)
