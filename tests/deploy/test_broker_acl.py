@@ -22,7 +22,7 @@ from tests.conftest import REPO, Broker, free_port, start_broker, stop_broker
 
 pytestmark = pytest.mark.integration
 MOSQUITTO = REPO / "deploy" / "mosquitto"
-USERS = ("cam-1", "cam-2", "edge-runtime", "edgecore")
+USERS = ("cam-1", "cam-2", "edge-runtime", "edgecore", "camera-mapper", "result-mapper")
 
 
 def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer_key, issuer_name, ca: bool):
@@ -186,3 +186,34 @@ def test_devices_reach_only_their_own_topics_and_never_hw(secure_broker):
         for client in (runtime, edgecore, cam1):
             if client is not None:
                 client.close()
+
+
+def test_camera_mapper_reaches_every_camera_and_cameras_only_their_own(secure_broker):
+    broker, pki = secure_broker
+    mapper = Client(broker, pki, "camera-mapper")
+    cam1 = Client(broker, pki, "cam-1")
+    try:
+        mapper.subscribe("emotion/v1/+/status")
+        cam1.subscribe("emotion/v1/cam-1/control", "emotion/v1/cam-2/control")
+        cam1.publish("emotion/v1/cam-1/status", b"cam-1 online")
+        assert mapper.until(b"cam-1 online") == [("emotion/v1/cam-1/status", b"cam-1 online")]
+        mapper.publish("emotion/v1/cam-2/control", b"for-cam-2")
+        mapper.publish("emotion/v1/cam-1/control", b"for-cam-1")
+        assert cam1.until(b"for-cam-1") == [("emotion/v1/cam-1/control", b"for-cam-1")]
+    finally:
+        mapper.close()
+        cam1.close()
+    forger = Client(broker, pki, "cam-1")
+    watcher = Client(broker, pki, "camera-mapper")
+    try:
+        watcher.subscribe("emotion/v1/+/status")
+        assert forger.attempt("emotion/v1/cam-2/status", b"forged") in {"acked", "disconnected"}
+        honest = Client(broker, pki, "cam-2")
+        try:
+            honest.publish("emotion/v1/cam-2/status", b"cam-2 online")
+            assert watcher.until(b"cam-2 online") == [("emotion/v1/cam-2/status", b"cam-2 online")]
+        finally:
+            honest.close()
+    finally:
+        forger.close()
+        watcher.close()
