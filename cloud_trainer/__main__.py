@@ -315,6 +315,9 @@ def _registry(args: argparse.Namespace) -> int:
         console.print(table)
         return 0
     directory = args.registry / args.name / args.version
+    if not (directory / MANIFEST_NAME).is_file():
+        console.print(f"[red]no version {args.version} of {args.name} in {args.registry}[/red]")
+        return 1
     problems = verify_files(directory)
     if args.registry_command == "show":
         console.print_json((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
