@@ -105,11 +105,7 @@ def test_runtime_config_map_holds_every_setting_and_loads():
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mapper_config_map_names_only_mapper_options(overlay):
-    options = {
-        action.dest.upper()
-        for action in mapper_parser()._actions
-        if action.option_strings
-    }
+    options = {action.dest.upper() for action in mapper_parser()._actions if action.option_strings}
     (config,) = (d for n, d in by_kind(overlay, "ConfigMap").items() if n.startswith("mapper"))
     keys = {key.removeprefix("MAPPER_") for key in config["data"]}
     assert keys <= options
