@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from device_sim.camera import Camera, CameraConfig
+from device_sim.camera import Camera, CameraConfig, Mode
 from device_sim.faces import EMOTIONS
+from device_sim.fleet import run_scenario
+from device_sim.scenario import build_scenario
 from device_sim.stats import FleetStats
 from edge_runtime import Response
 from edge_runtime.settings import Settings
@@ -82,3 +84,59 @@ async def test_fault_injection_gets_invalid_argument_and_nothing_else(broker, re
     assert (summary["failed"], summary["lost"]) == (0, 0)
     assert summary["answered"] == summary["sent"]
     assert stats.histogram.get_total_count() == genuine
+
+
+async def test_closed_loop_keeps_requests_in_flight_and_loses_none(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique)
+    stats = FleetStats()
+    await _run_fleet(
+        settings, broker, stats, f"{unique}-closed", 2, 1.5, mode=Mode.CLOSED, in_flight=8
+    )
+    summary = stats.summary()
+    assert summary["sent"] >= 2 * 8 * 5  # far more than open loop at 2 fps would send
+    assert summary["answered"] == summary["sent"]
+    assert (summary["failed"], summary["lost"]) == (0, 0)
+
+
+async def test_dropped_connections_lose_no_answers(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique)
+    stats = FleetStats()
+    await _run_fleet(
+        settings,
+        broker,
+        stats,
+        f"{unique}-flaky",
+        3,
+        3.0,
+        mode=Mode.CLOSED,
+        in_flight=4,
+        disconnect_every_s=0.8,
+        disconnect_for_s=0.3,
+    )
+    summary = stats.summary()
+    assert summary["disconnects"] >= 3
+    assert summary["answered"] == summary["sent"] > 0
+    assert (summary["failed"], summary["lost"]) == (0, 0)
+
+
+async def test_fleet_across_processes_merges_its_measurements(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique)
+    scenario = build_scenario(
+        {
+            "broker": broker.url,
+            "runtime_id": settings.runtime_id,
+            "topic_root": settings.topic_root,
+            "duration_s": 2.0,
+            "processes": 2,
+            "groups": [{"name": f"p{unique}", "count": 4, "fps": 10}],
+        }
+    )
+    async with running_runtime(settings):
+        stats = await run_scenario(scenario)
+    summary = stats.summary()
+    assert summary["sent"] >= 4 * 10
+    assert summary["answered"] == summary["sent"]
+    assert (summary["failed"], summary["lost"]) == (0, 0)
+    assert stats.histogram.get_total_count() == summary["answered"]
+    assert len(stats.timeline) == summary["answered"]
+    assert [e["event"] for e in summary["events"]] == ["first answer from 1.0.0"]

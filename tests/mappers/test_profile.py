@@ -58,7 +58,7 @@ def test_device_yaml(version):
 def test_unreadable_profile_is_a_profile_error(tmp_path):
     broken = tmp_path / "deviceProfile.json"
     broken.write_text("{nope")
-    with pytest.raises(ProfileError, match="deviceProfile.json"):
+    with pytest.raises(ProfileError, match=r"deviceProfile\.json"):
         load_devices([broken])
     with pytest.raises(ProfileError):
         load_devices([tmp_path / "missing.yaml"])
