@@ -1,9 +1,9 @@
 """``make bench``: measure this machine and write bench/results/ (JSON, Markdown, PNG).
 
-Implemented so far: part 1 (the in-process LiteRT ceiling), part 5 in part (cold start and
-idle RSS) and part 6 (payload size and decode cost). Parts 2-4 (naive peer, runtime end to
-end, swap under load) and RSS/CPU under load are not written yet; the report says so
-instead of inventing figures.
+All six parts in one run, so the ratios hold on a noisy machine: (1) the in-process LiteRT
+ceiling, (2) a naive per-message peer, (3) the runtime end to end (closed and open loop),
+(4) a model swap under load, (5) resources (cold start, idle RSS, RSS and CPU under load),
+(6) payload size and decode cost. Targets are printed beside each ratio, never asserted.
 """
 
 from __future__ import annotations
@@ -13,14 +13,20 @@ import json
 import os
 import platform
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench import ceiling, payload, resources
+from bench import ceiling, endtoend, payload, resources
+from bench.load import LoadResult
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_PAYLOAD_RATIO = 0.1
+TARGET_VS_CEILING = 0.5
+TARGET_VS_NAIVE = 1.5
+TARGET_P99_AT_HALF_MS = 5.0
+TARGET_SWAP_P99_RATIO = 2.0
 
 
 def _machine() -> dict[str, object]:
@@ -42,6 +48,11 @@ def _model_files(registry: Path) -> dict[str, Path]:
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         sys.exit(f"bench: model files missing ({', '.join(missing)}); run make setup first")
+    # Full int8 needs representative data at export: any version the trainer exported has it
+    # (same architecture, so the same speed); the pretrained 1.0.0 does not.
+    full = sorted((registry / "emotion").glob("*/model-int8-full.tflite"))
+    if full:
+        files["int8-full"] = full[-1]
     return files
 
 
@@ -71,30 +82,92 @@ def _plot(rows: list[ceiling.CeilingRow], path: Path) -> None:
     plt.close(figure)
 
 
-def _markdown(
-    result: dict[str, object],
-    ceiling_rows: list[ceiling.CeilingRow],
-    payload_rows: list[payload.PayloadRow],
-    resource_rows: list[resources.ResourceRow],
-) -> str:
-    machine = dict(result["machine"])  # type: ignore[call-overload]
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _latency_rows(rows: list[LoadResult]) -> list[str]:
+    lines = [
+        "| mode | load | faces/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        load = f"{r.load:.0f} in flight" if r.mode == "closed" else f"{r.load:,.0f} req/s"
+        lines.append(
+            f"| {r.mode} | {load} | {r.faces_per_s:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} "
+            f"| {r.p99_ms:.1f} | {r.p99_9_ms:.1f} | {r.errors} | {r.lost} |"
+        )
+    return lines
+
+
+def _markdown(result: dict[str, Any], parts: Parts) -> str:
+    machine = result["machine"]
     lines = [
         f"Measured {result['measured_at']} on {machine['cpu_count']} cores "
-        f"({machine['processor']}, {machine['system']}, Python {machine['python']})"
+        f"({machine['processor']}, {machine['system']}, Python {machine['python']}); load "
+        "generator, broker and server share the machine"
         + (" — smoke run, numbers not meaningful" if result["smoke"] else ""),
         "",
         "**1. Ceiling** (raw LiteRT interpreter in process, faces/s)",
         "",
     ]
-    batches = sorted({r.batch for r in ceiling_rows})
+    batches = sorted({r.batch for r in parts.ceiling})
     lines.append("| variant | threads | " + " | ".join(f"batch {b}" for b in batches) + " |")
     lines.append("|---|---:|" + "---:|" * len(batches))
-    for key in sorted({(r.variant, r.threads) for r in ceiling_rows}):
-        cells = {r.batch: r.faces_per_s for r in ceiling_rows if (r.variant, r.threads) == key}
+    for key in sorted({(r.variant, r.threads) for r in parts.ceiling}):
+        cells = {r.batch: r.faces_per_s for r in parts.ceiling if (r.variant, r.threads) == key}
         lines.append(
             f"| {key[0]} | {key[1]} | " + " | ".join(f"{cells[b]:,.0f}" for b in batches) + " |"
         )
-    ours, reference = payload_rows
+    if not any(r.variant == "int8-full" for r in parts.ceiling):
+        lines += [
+            "",
+            "(no full-int8 export registered: `make demo` or `cloud-trainer train "
+            "--version X` makes one)",
+        ]
+    ratios = result["ratios"]
+    lines += [
+        "",
+        "**2-3. End to end over MQTT** (QoS 1, one face per request; runtime: LiteRT float32, "
+        "2 threads, batch ≤ 16; naive peer: paho, batch 1, 2 threads)",
+        "",
+        *_latency_rows([parts.naive]),
+        "",
+        "runtime:",
+        "",
+        *_latency_rows(parts.closed + parts.opened),
+        "",
+        "| ratio | measured | target | |",
+        "|---|---:|---:|---|",
+        f"| runtime max / ceiling (float32, 2 threads, best batch) | "
+        f"{ratios['vs_ceiling']:.2f} | ≥ {TARGET_VS_CEILING} | "
+        f"{_verdict(ratios['vs_ceiling'] >= TARGET_VS_CEILING)} |",
+        f"| runtime max / naive peer max | {ratios['vs_naive']:.2f} | ≥ {TARGET_VS_NAIVE} | "
+        f"{_verdict(ratios['vs_naive'] >= TARGET_VS_NAIVE)} |",
+        f"| p99 at 50 % of max (ms) | {ratios['p99_at_half_ms']:.1f} | "
+        f"≤ {TARGET_P99_AT_HALF_MS:g} | "
+        f"{_verdict(ratios['p99_at_half_ms'] <= TARGET_P99_AT_HALF_MS)} |",
+        "",
+        f"**4. Swap under load** (open loop at {parts.swap.rate:,.0f} req/s, a new version pushed "
+        "through the twin a third of the way in)",
+        "",
+        "| errors | lost | steady p99 ms | p99 in the 2 s after the push | ratio | target |",
+        "|---:|---:|---:|---:|---:|---|",
+        f"| {parts.swap.errors} | {parts.swap.lost} | {parts.swap.steady_p99_ms:.1f} | "
+        f"{parts.swap.swap_p99_ms:.1f} | {ratios['swap_p99']:.2f} | 0, 0, ≤ "
+        f"{TARGET_SWAP_P99_RATIO:g}: {_verdict(ratios['swap_ok'])} |",
+        "",
+        "**5. Resources**",
+        "",
+        "| figure | measured | target |",
+        "|---|---:|---|",
+        *(f"| {r.figure} | {r.value:.2f} {r.unit} | {r.target} |" for r in parts.resources),
+        f"| runtime RSS under maximum load | {parts.under_load.rss_mb:.1f} MB | "
+        f"≤ {resources.TARGET_RSS_MB:g} MB |",
+        f"| runtime CPU per 1,000 faces (at maximum load) | "
+        f"{parts.under_load.cpu_s_per_1000_faces:.2f} s | (none) |",
+    ]
+    ours, reference = parts.payload
     ratio = ours.bytes_per_face / reference.bytes_per_face
     lines += [
         "",
@@ -102,30 +175,53 @@ def _markdown(
         "",
         "| format | bytes per face | decode (µs) |",
         "|---|---:|---:|",
-        *(f"| {r.format} | {r.bytes_per_face:,} | {r.decode_us:,.1f} |" for r in payload_rows),
+        *(f"| {r.format} | {r.bytes_per_face:,} | {r.decode_us:,.1f} |" for r in parts.payload),
         "",
         f"Bytes ratio ours/reference: {ratio:.3f} (target ≤ {TARGET_PAYLOAD_RATIO}: "
-        f"{'met' if ratio <= TARGET_PAYLOAD_RATIO else 'MISSED'}); decode "
+        f"{_verdict(ratio <= TARGET_PAYLOAD_RATIO)}); decode "
         f"{reference.decode_us / ours.decode_us:,.0f}x faster.",
-        "",
-        "**5. Resources** (so far)",
-        "",
-        "| figure | measured | target |",
-        "|---|---:|---|",
-        *(f"| {r.figure} | {r.value:.2f} {r.unit} | {r.target} |" for r in resource_rows),
-        "",
-        "Not measured yet: 2 (naive peer), 3 (runtime end to end), 4 (swap under load), "
-        "and RSS/CPU under load.",
     ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Parts:
+    """Everything one run measured."""
+
+    ceiling: list[ceiling.CeilingRow]
+    naive: LoadResult
+    closed: list[LoadResult]
+    opened: list[LoadResult]
+    under_load: endtoend.UnderLoad
+    swap: endtoend.SwapResult
+    resources: list[resources.ResourceRow]
+    payload: list[payload.PayloadRow]
+
+
+def _e2e_plot(parts: Parts, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    rows = sorted(parts.closed + parts.opened, key=lambda r: r.faces_per_s)
+    axes.plot([r.faces_per_s for r in rows], [r.p99_ms for r in rows], "o-", label="runtime p99")
+    axes.plot([r.faces_per_s for r in rows], [r.p50_ms for r in rows], "o--", label="runtime p50")
+    axes.plot([parts.naive.faces_per_s], [parts.naive.p99_ms], "s", label="naive peer p99")
+    axes.set(xlabel="faces / s answered", ylabel="latency (ms)", yscale="log")
+    axes.set_title("end to end over MQTT: latency vs throughput")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and write the results."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Measure the LiteRT ceiling and payload cost on this machine; write "
-        "bench/results/bench.{json,md} and ceiling.png.",
+        description="Measure this machine: LiteRT ceiling, naive peer, runtime end to end, "
+        "swap under load, resources, payload; write bench/results/bench.{json,md}, "
+        "ceiling.png and e2e.png (about 5 minutes; --smoke: seconds).",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -133,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = _model_files(args.registry)
     seconds = 0.05 if args.smoke else 1.5
+    run_s = 0.5 if args.smoke else 5.0
     batches = (1, 8) if args.smoke else (1, 2, 4, 8, 16, 32, 64)
     ceiling_rows = []
     for variant, path in files.items():
@@ -144,27 +241,50 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row.faces_per_s:,.0f} faces/s"
                 )
                 ceiling_rows.append(row)
+    print("naive peer ...")
+    naive = endtoend.measure_naive(REPO, files["float32"], run_s)
+    print("runtime end to end ...")
+    in_flight = (1, 8) if args.smoke else (1, 8, 64, 256)
+    closed_rows, open_rows, under_load = endtoend.measure_runtime(
+        REPO, args.registry, run_s, in_flight
+    )
+    best = max(r.faces_per_s for r in closed_rows)
+    print("swap under load ...")
+    swap = endtoend.measure_swap(REPO, args.registry, best * 0.5, 3.0 if args.smoke else 9.0)
     payload_rows = payload.measure(20 if args.smoke else 2000)
     resource_rows = resources.measure(REPO, args.registry, 0.5 if args.smoke else 5.0)
-    result: dict[str, object] = {
+    parts = Parts(
+        ceiling_rows, naive, closed_rows, open_rows, under_load, swap, resource_rows, payload_rows
+    )
+    ceiling_2 = max(r.faces_per_s for r in ceiling_rows if (r.variant, r.threads) == ("float32", 2))
+    half = open_rows[1]
+    swap_p99 = swap.swap_p99_ms / swap.steady_p99_ms if swap.steady_p99_ms else 0.0
+    result: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "smoke": args.smoke,
         "machine": _machine(),
         "ceiling": [asdict(r) for r in ceiling_rows],
+        "naive_peer": asdict(naive),
+        "runtime_closed_loop": [asdict(r) for r in closed_rows],
+        "runtime_open_loop": [asdict(r) for r in open_rows],
+        "swap_under_load": asdict(swap),
+        "under_load": asdict(under_load),
         "payload": [asdict(r) for r in payload_rows],
         "resources": [asdict(r) for r in resource_rows],
-        "not_measured": [
-            "naive_peer",
-            "runtime_end_to_end",
-            "swap_under_load",
-            "rss_and_cpu_under_load",
-        ],
+        "ratios": {
+            "vs_ceiling": best / ceiling_2,
+            "vs_naive": best / naive.faces_per_s,
+            "p99_at_half_ms": half.p99_ms,
+            "swap_p99": swap_p99,
+            "swap_ok": swap.errors == 0 and swap.lost == 0 and swap_p99 <= TARGET_SWAP_P99_RATIO,
+        },
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = _markdown(result, ceiling_rows, payload_rows, resource_rows)
+    text = _markdown(result, parts)
     (args.out / "bench.md").write_text(text, encoding="utf-8")
     _plot(ceiling_rows, args.out / "ceiling.png")
+    _e2e_plot(parts, args.out / "e2e.png")
     print(text)
     print(args.out / "bench.md")
     return 0

@@ -38,5 +38,21 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     assert 0 < cold_start["value"] < 60
     assert rss["unit"] == "MB"
     assert rss["value"] > 10
-    assert "**6. Payload**" in (tmp_path / "bench.md").read_text()
-    assert (tmp_path / "ceiling.png").read_bytes().startswith(b"\x89PNG")
+    markdown = (tmp_path / "bench.md").read_text()
+    for part in ("**1. Ceiling**", "**2-3. End to end", "**4. Swap", "**5. Resources", "**6. Pay"):
+        assert part in markdown
+    for plot in ("ceiling.png", "e2e.png"):
+        assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")
+    naive = result["naive_peer"]
+    assert naive["answered"] > 0
+    assert naive["errors"] == naive["lost"] == 0
+    closed = result["runtime_closed_loop"]
+    assert [r["load"] for r in closed] == [1, 8]
+    for row in closed + result["runtime_open_loop"]:
+        assert row["errors"] == row["lost"] == 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["p99_9_ms"]
+    assert len(result["runtime_open_loop"]) == 3
+    swap = result["swap_under_load"]
+    assert swap["errors"] == swap["lost"] == 0  # the push landed (else the bench raises)
+    assert result["under_load"]["rss_mb"] > 10
+    assert result["ratios"]["vs_naive"] > 0

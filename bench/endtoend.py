@@ -1,0 +1,219 @@
+"""Parts 2-5 over MQTT: the naive peer, the runtime end to end, a swap under load, and the
+runtime's RSS and CPU under load. Each server runs in its own process on a fresh mosquitto."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from bench.load import Load, LoadResult
+from bench.resources import _free_port, _process, _ready
+from edgeinfer.twins import MODEL_SHA256, MODEL_TWINS, MODEL_URI, MODEL_VERSION
+from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, TwinStore
+
+SWAP_VERSION = "1.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    """A model push during an open-loop run."""
+
+    rate: float
+    errors: int
+    lost: int
+    steady_p99_ms: float
+    swap_p99_ms: float
+    window_s: float  # "during the swap": requests sent in this window after the push
+
+
+@dataclass(frozen=True, slots=True)
+class UnderLoad:
+    """The runtime process while serving its maximum closed-loop load."""
+
+    rss_mb: float
+    cpu_s_per_1000_faces: float
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+@contextlib.contextmanager
+def broker(repo: Path) -> Iterator[int]:
+    """A fresh mosquitto with the repository's development settings."""
+    port = _free_port()
+    with _process([str(repo / "scripts" / "broker"), str(port)], repo):
+        _wait_port(port)
+        yield port
+
+
+@contextlib.contextmanager
+def runtime(
+    repo: Path, port: int, registry: Path, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The edge runtime (LiteRT float32, 2 threads, defaults), ready."""
+    metrics_port = _free_port()
+    command = [
+        sys.executable, "-m", "edge_runtime", "--broker", f"mqtt://127.0.0.1:{port}",
+        "--runtime-id", "bench", "--metrics-port", str(metrics_port),
+        "--model-registry", str(registry), "--model-version", "1.0.0", "--log-level", "WARNING",
+        *extra,
+    ]  # fmt: skip
+    with _process(command, repo) as process:
+        deadline = time.monotonic() + 60
+        while not _ready(f"http://127.0.0.1:{metrics_port}/readyz"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the runtime did not become ready")
+            time.sleep(0.02)
+        yield process
+
+
+@contextlib.contextmanager
+def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The naive per-message server, answering."""
+    command = [
+        sys.executable, "-m", "bench.naive_peer", "--broker-port", str(port),
+        "--model", str(model),
+    ]  # fmt: skip
+    with _process(command, repo) as process:
+        probe = Load(port, 1)
+        try:
+            deadline = time.monotonic() + 30
+            while probe.answered == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the naive peer never answered")
+                probe.send("bench-000")
+                time.sleep(0.2)
+        finally:
+            probe.close()
+        yield process
+
+
+def closed(port: int, devices: int, seconds: float) -> LoadResult:
+    """One closed-loop run with ``devices`` requests in flight."""
+    load = Load(port, devices)
+    try:
+        return load.closed_loop(seconds)
+    finally:
+        load.close()
+
+
+def open_at(port: int, rate: float, seconds: float) -> LoadResult:
+    """One open-loop run at ``rate`` requests/s."""
+    load = Load(port, 64)
+    try:
+        return load.open_loop(rate, seconds)
+    finally:
+        load.close()
+
+
+def measure_naive(repo: Path, model: Path, seconds: float) -> LoadResult:
+    """Part 2: the naive peer's closed-loop maximum (32 in flight, QoS 1)."""
+    with broker(repo) as port, naive_peer(repo, port, model):
+        return closed(port, 32, seconds)
+
+
+def measure_runtime(
+    repo: Path, registry: Path, seconds: float, in_flight: tuple[int, ...]
+) -> tuple[list[LoadResult], list[LoadResult], UnderLoad]:
+    """Part 3 and part 5 under load: closed loop per in-flight count, open loop at 25/50/75 %."""
+    with broker(repo) as port, runtime(repo, port, registry) as process:
+        closed_rows = []
+        under_load = UnderLoad(0.0, 0.0)
+        for devices in in_flight:
+            proc = psutil.Process(process.pid)
+            cpu_before = sum(proc.cpu_times()[:2])
+            row = closed(port, devices, seconds)
+            cpu = sum(proc.cpu_times()[:2]) - cpu_before
+            closed_rows.append(row)
+            if row.faces_per_s == max(r.faces_per_s for r in closed_rows):
+                # CPU over warm-up + run, per face answered in the run (warm-up is short)
+                under_load = UnderLoad(
+                    proc.memory_info().rss / 2**20, cpu / max(1, row.answered) * 1000
+                )
+        best = max(r.faces_per_s for r in closed_rows)
+        open_rows = [open_at(port, best * share, seconds) for share in (0.25, 0.5, 0.75)]
+    return closed_rows, open_rows, under_load
+
+
+def _second_version(registry: Path, target: Path) -> tuple[str, str]:
+    """Copy 1.0.0 as SWAP_VERSION; its file:// manifest URI and manifest sha256."""
+    source = registry / "emotion" / "1.0.0"
+    destination = target / "emotion" / SWAP_VERSION
+    shutil.copytree(target / "emotion" / "1.0.0", destination)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["version"] = SWAP_VERSION
+    text = json.dumps(manifest, indent=2)
+    (destination / "manifest.json").write_text(text)
+    return (destination / "manifest.json").as_uri(), hashlib.sha256(text.encode()).hexdigest()
+
+
+def measure_swap(repo: Path, registry: Path, rate: float, seconds: float) -> SwapResult:
+    """Part 4: push a new version through the twin a third of the way into an open-loop run."""
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        shutil.copytree(registry / "emotion" / "1.0.0", work / "registry" / "emotion" / "1.0.0")
+        uri, sha = _second_version(registry, work / "registry")
+        with broker(repo) as port:
+            store = TwinStore()
+            standin = EdgecoreStandIn(f"mqtt://127.0.0.1:{port}", store, client_id="bench-ec")
+            standin.start()
+            device = "emotion-runtime-bench"
+            twins = {name: ("", "string") for name in MODEL_TWINS}
+            standin.add_devices([DeviceDefinition(device, desired=twins)])
+            pushed: list[float] = []
+
+            def push() -> None:
+                pushed.append(time.perf_counter())
+                standin.set_desired(
+                    device, {MODEL_VERSION: SWAP_VERSION, MODEL_URI: uri, MODEL_SHA256: sha}
+                )
+
+            try:
+                with runtime(
+                    repo, port, work / "registry", "--twin-enabled", "true",
+                    "--twin-cache-dir", str(work / "cache"),
+                ):  # fmt: skip
+                    load = Load(port, 64)
+                    try:
+                        result = load.open_loop(rate, seconds, at=(seconds / 3, push))
+                        samples = list(load.samples)
+                    finally:
+                        load.close()
+                    reported = standin.engine.device(device)
+                    twin = reported.twins.get(MODEL_VERSION) if reported else None
+                    served = twin.actual.value if twin and twin.actual else ""
+            finally:
+                standin.stop()
+                store.close()
+        if served != SWAP_VERSION or not pushed:
+            raise RuntimeError(f"the swap did not happen (reported {served!r})")
+        start = pushed[0]
+        steady = [lat for at, lat in samples if at < start]
+        during = [lat for at, lat in samples if start <= at < start + 2.0]
+        return SwapResult(
+            rate,
+            result.errors,
+            result.lost,
+            float(np.percentile(steady, 99) * 1000) if steady else 0.0,
+            float(np.percentile(during, 99) * 1000) if during else 0.0,
+            2.0,
+        )
