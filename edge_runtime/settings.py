@@ -107,7 +107,10 @@ class BatchSettings:
 
     max_size: int = setting(16, "Most faces in one batch.", flag="--max-batch")
     max_wait_s: float = setting(
-        0.002, "Longest a face waits for its batch to fill.", flag="--max-wait-s"
+        0.0,
+        "Longest a face waits for its batch to fill; 0 batches what queued while the model "
+        "was busy (measured best on CPU: bench/).",
+        flag="--max-wait-s",
     )
     max_queue: int = setting(
         512, "Requests that may wait; beyond this RESOURCE_EXHAUSTED is answered."
