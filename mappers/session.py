@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -62,10 +63,14 @@ async def run_forever(
     delay = connection.reconnect_min_s
     while True:
         try:
-            async with connection.client(will) as client:
+            client = connection.client(will)
+            await client.__aenter__()
+            try:
                 _LOGGER.warning("connected to %s as %s", connection.broker, connection.client_id)
                 delay = connection.reconnect_min_s
                 await session(client)
+            finally:
+                await _disconnect(client)
         except* aiomqtt.MqttError as group:  # raised bare or from a session's task group
             reason = group.exceptions[0]
             _LOGGER.warning(
@@ -73,3 +78,14 @@ async def run_forever(
             )
         await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))  # noqa: S311 - jitter
         delay = min(delay * 2, connection.reconnect_max_s)
+
+
+async def _disconnect(client: aiomqtt.Client, timeout_s: float = 5.0) -> None:
+    """Leave the connection, waiting at most ``timeout_s``.
+
+    aiomqtt waits for the broker's side without a limit, which hung a cancelled mapper when
+    the disconnect could not complete.
+    """
+    with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+        async with asyncio.timeout(timeout_s):
+            await client.__aexit__(None, None, None)

@@ -57,7 +57,8 @@ async def serving(broker: Broker, unique: str, session: Callable) -> AsyncIterat
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(15):  # a mapper must stop promptly
+                await task
 
 
 def actual(service: EdgecoreStandIn, device_id: str, name: str) -> str | None:
