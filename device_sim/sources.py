@@ -63,16 +63,29 @@ def _label_of(path: Path) -> int | None:
     return EMOTIONS.index(name) if name in EMOTIONS else None
 
 
-class _DetectedSource:
-    """Frames from an iterator, faces found by the Haar detector."""
+Frame = tuple[int | None, npt.NDArray[np.uint8], int | None]  # (still image index, gray, label)
 
-    def __init__(self, frames: Iterator[tuple[npt.NDArray[np.uint8], int | None]]) -> None:
+
+class _DetectedSource:
+    """Frames from an iterator, faces found by the Haar detector.
+
+    Detection on a still image is done once: a photo shown again has the same faces, and
+    detecting a large photo on every frame would stall the fleet's event loop.
+    """
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
         self._frames = frames
         self._detector = FaceDetector()
+        self._found: dict[int, list[Box]] = {}
 
     def next_shot(self) -> Shot:
-        gray, label = next(self._frames)
-        boxes = self._detector.detect(gray)
+        still, gray, label = next(self._frames)
+        if still is None:
+            boxes = self._detector.detect(gray)
+        elif still in self._found:
+            boxes = self._found[still]
+        else:
+            boxes = self._found[still] = self._detector.detect(gray)
         return Shot(gray, tuple((box, label) for box in boxes), 0.1)
 
 
@@ -83,12 +96,12 @@ class ImageFolderSource(_DetectedSource):
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
             raise SourceError(f"no images under {folder}")
-        images = []
+        images: list[Frame] = []
         for path in paths:
             gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
             if gray is None:
                 raise SourceError(f"cannot read image {path}")
-            images.append((np.asarray(gray, np.uint8), _label_of(path)))
+            images.append((len(images), np.asarray(gray, np.uint8), _label_of(path)))
         start = offset % len(images)
         super().__init__(itertools.cycle(images[start:] + images[:start]))
 
@@ -100,10 +113,10 @@ class SampleSource(_DetectedSource):
         from skimage import data  # shipped images; imported only when asked for
 
         astronaut = np.asarray(data.astronaut())  # type: ignore[no-untyped-call]
-        super().__init__(itertools.cycle([(to_gray(astronaut), None)]))
+        super().__init__(itertools.cycle([(0, to_gray(astronaut), None)]))
 
 
-def _video_frames(path: Path) -> Iterator[tuple[npt.NDArray[np.uint8], int | None]]:
+def _video_frames(path: Path) -> Iterator[Frame]:
     while True:
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -115,7 +128,7 @@ def _video_frames(path: Path) -> Iterator[tuple[npt.NDArray[np.uint8], int | Non
                 if not ok:
                     break
                 frames += 1
-                yield np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), np.uint8), None
+                yield None, np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), np.uint8), None
         finally:
             capture.release()
         if frames == 0:
