@@ -188,9 +188,11 @@ class Camera:
                     task.cancel()
                 return self._config.disconnect_for_s
             await self._await_answers()
-            await self._publish_status(transport, contract.OFFLINE)
             for task in background:
                 task.cancel()
+            # After the reporter stopped, so no late "online" lands after this "offline".
+            await asyncio.wait(background)
+            await self._publish_status(transport, contract.OFFLINE)
         return None
 
     async def _pause_while_disabled(self, stop: float) -> None:

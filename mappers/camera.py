@@ -23,6 +23,7 @@ from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice
 from mappers.reporter import BoundedReporter, publish_safely
+from mappers.session import publish
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class _Camera:
         self.status: contract.CameraStatus | None = None
 
     def _publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
-        return asyncio.ensure_future(self._client.publish(topic, payload, qos=1))
+        return asyncio.ensure_future(publish(self._client, topic, payload))
 
     async def _report(self, values: Mapping[str, str]) -> None:
         types = {name: self.device.twins[name] for name in values}
@@ -80,7 +81,7 @@ class _Camera:
         if data:
             topic, payload = data_topic(self._device_id), data_update(data, types)
             await publish_safely(
-                self._metrics, "data", lambda: self._client.publish(topic, payload, qos=0)
+                self._metrics, "data", lambda: publish(self._client, topic, payload, qos=0)
             )
 
     async def on_status(self, status: contract.CameraStatus) -> None:
@@ -164,7 +165,7 @@ class CameraMapper:
             if control == contract.CameraControl():
                 continue
             topic = contract.control_topic(self._root, name)
-            await client.publish(topic, control.encode(), qos=1, retain=True)
+            await publish(client, topic, control.encode(), retain=True)
             _LOGGER.info("camera %s: desired %s sent", name, control)
 
     async def _receive(self, client: aiomqtt.Client, cameras: Mapping[str, _Camera]) -> None:

@@ -24,6 +24,7 @@ from kubeedge_twin.client import Publish
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice
 from mappers.reporter import BoundedReporter, Send, publish_safely
+from mappers.session import publish
 
 _LOGGER = logging.getLogger(__name__)
 _JSON = "application/json"  # the runtime's content type for JSON answers (MQTT v5)
@@ -122,7 +123,7 @@ class ResultMapper:
 
     @staticmethod
     def _publisher(client: aiomqtt.Client) -> Publish:
-        return lambda topic, payload: asyncio.ensure_future(client.publish(topic, payload, qos=1))
+        return lambda topic, payload: asyncio.ensure_future(publish(client, topic, payload))
 
     def _sender(self, twin: TwinClient, device: MappedDevice) -> Send:
         async def send(values: Mapping[str, str]) -> None:

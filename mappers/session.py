@@ -89,3 +89,18 @@ async def _disconnect(client: aiomqtt.Client, timeout_s: float = 5.0) -> None:
     with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
         async with asyncio.timeout(timeout_s):
             await client.__aexit__(None, None, None)
+
+
+async def publish(
+    client: aiomqtt.Client, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+) -> None:
+    """``client.publish`` that never swallows a cancellation.
+
+    aiomqtt waits for the ack with ``asyncio.wait_for``, which on Python 3.11 can drop a
+    cancellation that races with the ack (fixed in 3.12); a dropped cancel left a mapper's
+    task group unable to stop.
+    """
+    await client.publish(topic, payload, qos=qos, retain=retain)
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

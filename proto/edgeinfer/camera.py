@@ -60,6 +60,8 @@ def _object(payload: bytes) -> dict[str, Any]:
 
 def parse_fps(value: object) -> float:
     """A capture rate from a number or a twin string; must be finite and > 0."""
+    if isinstance(value, bool):
+        raise CameraMessageError(f"capture_fps is not a number: {value!r}")
     try:
         fps = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:

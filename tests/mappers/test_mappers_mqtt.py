@@ -154,6 +154,7 @@ async def test_bad_twin_messages_are_counted_and_never_fatal(broker, registry, u
     with edgecore(broker, Layout.V1_4, unique, name) as service:
         async with running_runtime(settings), serving(broker, unique, mapper.session), poke:
             run = asyncio.create_task(camera.run(4.0))
+            await poke.wait_connected(10)
             await until(lambda: state(service, name) == "online")
             await poke.publish(topics.topic(DeviceRef(name), TWIN_UPDATE_DELTA), b"{not json")
             service.set_desired(name, {"capture_fps": "-3"})  # a float, but no rate
@@ -167,7 +168,8 @@ async def test_bad_twin_messages_are_counted_and_never_fatal(broker, registry, u
             assert camera.fps == 2.0
             service.set_desired(name, {"capture_fps": "7"})  # still serving
             await until(lambda: actual(service, name, "capture_fps") == "7")
-            await run
+            async with asyncio.timeout(20):
+                await run
 
 
 async def test_mapper_survives_broker_and_edgecore_restarts(tmp_path, registry, unique):
