@@ -110,6 +110,7 @@ class Camera:
         self._topics = Topics(config.topic_root)
         self._rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
         self._pending: dict[str, _Sent] = {}
+        self._unacked: set[asyncio.Future[None]] = set()  # requests the broker has not acked
         self._info: asyncio.Future[ServiceInfo] | None = None
         self._counter = 0
         self._answered = asyncio.Event()
@@ -183,6 +184,10 @@ class Camera:
             else:
                 await self._open_loop(transport, info, stop)
             if stop == drop_at and drop_at < end:
+                # Requests still in this client's hands would die with it: let the broker
+                # have them first. Answers are safe: the resumed session gets them.
+                if self._unacked:
+                    await asyncio.wait(set(self._unacked), timeout=5)
                 transport.send_will_on_close()
                 for task in background:
                     task.cancel()
@@ -241,7 +246,9 @@ class Camera:
         self._pending[request_id] = _Sent(time.monotonic(), shot.faces[0][1], inject)
         self._stats.sent += 1
         self._stats.injected += inject
-        transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
+        acked = transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
+        self._unacked.add(acked)
+        acked.add_done_callback(self._unacked.discard)
 
     async def _expire(self) -> None:
         """Count requests without an answer after the timeout as lost."""
