@@ -224,17 +224,22 @@ class Camera:
         while time.monotonic() < stop:
             await self._pause_while_disabled(stop)
             while len(self._pending) < self._config.in_flight and time.monotonic() < stop:
-                self._publish_frame(transport, info)
+                if not self._publish_frame(transport, info):
+                    await asyncio.sleep(0.01)  # a frame without a face: do not spin
+                    break
+            if not self._pending:
+                continue  # nothing to wait for (the frames had no face)
             self._answered.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, stop - time.monotonic())):
                     await self._answered.wait()
 
-    def _publish_frame(self, transport: MqttTransport, info: ServiceInfo) -> None:
+    def _publish_frame(self, transport: MqttTransport, info: ServiceInfo) -> bool:
+        """Send the faces of the next frame; False if it had none."""
         shot = self._source.next_shot()
         if not shot.faces:
             self._stats.frames_without_face += 1
-            return
+            return False
         faces = tuple(crop_face(shot.gray, box, info.input, shot.margin) for box, _ in shot.faces)
         self._counter += 1
         request_id = f"{self._config.name}-{self._counter}"
@@ -249,6 +254,7 @@ class Camera:
         acked = transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
         self._unacked.add(acked)
         acked.add_done_callback(self._unacked.discard)
+        return True
 
     async def _expire(self) -> None:
         """Count requests without an answer after the timeout as lost."""

@@ -124,3 +124,25 @@ def test_plots_are_written(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert cv2.imread(str(path)).shape[0] > 200
+
+
+async def test_closed_loop_camera_without_faces_neither_spins_nor_sends():
+    import time
+
+    from device_sim.camera import Camera, CameraConfig
+    from device_sim.sources import Shot
+    from edge_runtime import InputSpec, ModelRef, MqttTransport, ServiceInfo
+
+    class Blank:
+        def next_shot(self) -> Shot:
+            return Shot(np.zeros((64, 64), np.uint8), (), 0.0)
+
+    stats = FleetStats()
+    config = CameraConfig("blank", "mqtt://127.0.0.1:1", "rt", mode=Mode.CLOSED, in_flight=4)
+    camera = Camera(config, stats, source=Blank())
+    transport = MqttTransport("mqtt://127.0.0.1:1", client_id="never-connected")
+    spec = InputSpec(64, 64, 1, "symmetric")
+    info = ServiceInfo("rt", ModelRef("emotion", "1.0.0"), spec, (), 16, 8, 1 << 20, 512, "")
+    await camera._closed_loop(transport, info, time.monotonic() + 0.3)
+    assert stats.sent == 0
+    assert 5 <= stats.frames_without_face <= 40  # about one frame per 10 ms, not millions
