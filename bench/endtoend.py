@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import numpy as np
 import psutil
 
 from bench.load import Load, LoadResult
-from bench.resources import _free_port, _process, _ready
+from bench.processes import broker, process, runtime
 from edgeinfer.twins import MODEL_SHA256, MODEL_TWINS, MODEL_URI, MODEL_VERSION
 from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, TwinStore
 
@@ -47,45 +46,6 @@ class UnderLoad:
     cpu_s_per_1000_faces: float
 
 
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
-
-
-@contextlib.contextmanager
-def broker(repo: Path) -> Iterator[int]:
-    """A fresh mosquitto with the repository's development settings."""
-    port = _free_port()
-    with _process([str(repo / "scripts" / "broker"), str(port)], repo):
-        _wait_port(port)
-        yield port
-
-
-@contextlib.contextmanager
-def runtime(
-    repo: Path, port: int, registry: Path, *extra: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The edge runtime (LiteRT float32, 2 threads, defaults), ready."""
-    metrics_port = _free_port()
-    command = [
-        sys.executable, "-m", "edge_runtime", "--broker", f"mqtt://127.0.0.1:{port}",
-        "--runtime-id", "bench", "--metrics-port", str(metrics_port),
-        "--model-registry", str(registry), "--model-version", "1.0.0", "--log-level", "WARNING",
-        *extra,
-    ]  # fmt: skip
-    with _process(command, repo) as process:
-        deadline = time.monotonic() + 60
-        while not _ready(f"http://127.0.0.1:{metrics_port}/readyz"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the runtime did not become ready")
-            time.sleep(0.02)
-        yield process
-
-
 @contextlib.contextmanager
 def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The naive per-message server, answering."""
@@ -93,7 +53,7 @@ def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[
         sys.executable, "-m", "bench.naive_peer", "--broker-port", str(port),
         "--model", str(model),
     ]  # fmt: skip
-    with _process(command, repo) as process:
+    with process(command, repo) as started:
         probe = Load(port, 1)
         try:
             deadline = time.monotonic() + 30
@@ -104,7 +64,7 @@ def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[
                 time.sleep(0.2)
         finally:
             probe.close()
-        yield process
+        yield started
 
 
 def closed(port: int, devices: int, seconds: float) -> LoadResult:

@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 from hdrh.histogram import HdrHistogram
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.faces import FaceRenderer
+from device_sim.preprocessing import crop_face
+from edge_runtime import InputSpec
 from edgeinfer.v1 import inference_pb2 as pb
 
 
@@ -43,13 +44,13 @@ class LoadResult:
 
 
 def _faces(count: int) -> list[bytes]:
-    renderer = FaceRenderer(7)
+    """Faces cropped as a camera does (64x64x1 uint8, the default model's input)."""
+    renderer, spec = FaceRenderer(7), InputSpec(64, 64, 1, "symmetric")
     faces = []
     for _ in range(count):
         rendered = renderer.render()
-        x, y, w, h = rendered.box
-        crop = cv2.resize(rendered.frame[y : y + h, x : x + w], (64, 64))
-        faces.append(np.ascontiguousarray(crop, np.uint8).tobytes())
+        face = crop_face(rendered.frame, rendered.box, spec, margin=0.0)
+        faces.append(np.ascontiguousarray(face.pixels).tobytes())
     return faces
 
 
