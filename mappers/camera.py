@@ -23,7 +23,7 @@ from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice
 from mappers.reporter import BoundedReporter, publish_safely
-from mappers.session import publish
+from mappers.session import every_until_done, publish, twin_publisher
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,14 +65,11 @@ class _Camera:
         self.device = device
         self._client = client
         self._metrics = metrics
-        self.twin = TwinClient(device.ref, topics=topics, publish=self._publish)
+        self.twin = TwinClient(device.ref, topics=topics, publish=twin_publisher(client))
         self._device_id = topics.device_id(device.ref)
         self.reporter = BoundedReporter(device, self._report, interval_s)
         self.state: str | None = None
         self.status: contract.CameraStatus | None = None
-
-    def _publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
-        return asyncio.ensure_future(publish(self._client, topic, payload))
 
     async def _report(self, values: Mapping[str, str]) -> None:
         types = {name: self.device.twins[name] for name in values}
@@ -145,12 +142,14 @@ class CameraMapper:
                 tg.create_task(camera.reporter.run())
                 tg.create_task(self._forward_desired(client, camera))
             receiver = tg.create_task(self._receive(client, cameras))
-            while not receiver.done():
-                # The get/result feeds desired() like a delta does.
-                await asyncio.gather(*(c.twin.request_twins() for c in cameras.values()))
-                await asyncio.wait([receiver], timeout=self._resync_s)
+
+            async def resync() -> None:
                 for camera in cameras.values():
                     await camera.resend()
+                # The get/result feeds desired() like a delta does.
+                await asyncio.gather(*(c.twin.request_twins() for c in cameras.values()))
+
+            await every_until_done(receiver, self._resync_s, resync)
 
     async def _forward_desired(self, client: aiomqtt.Client, camera: _Camera) -> None:
         name = camera.device.ref.name

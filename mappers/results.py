@@ -20,11 +20,10 @@ from google.protobuf.message import DecodeError
 from edgeinfer.twins import EMOTION_COUNTS, LAST_EMOTION
 from edgeinfer.v1 import inference_pb2
 from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
-from kubeedge_twin.client import Publish
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice
 from mappers.reporter import BoundedReporter, Send, publish_safely
-from mappers.session import publish
+from mappers.session import every_until_done, twin_publisher
 
 _LOGGER = logging.getLogger(__name__)
 _JSON = "application/json"  # the runtime's content type for JSON answers (MQTT v5)
@@ -108,22 +107,20 @@ class ResultMapper:
         """Serve one connection until it drops."""
         reporters = {}
         for name, device in self._devices.items():
-            twin = TwinClient(device.ref, topics=self._topics, publish=self._publisher(client))
+            twin = TwinClient(device.ref, topics=self._topics, publish=twin_publisher(client))
             reporters[name] = BoundedReporter(device, self._sender(twin, device), self._interval_s)
         await client.subscribe(f"{self._root}/+/result", 1)
         async with asyncio.TaskGroup() as tg:
             for reporter in reporters.values():
                 tg.create_task(reporter.run())
             receiver = tg.create_task(self._receive(client, reporters))
-            while not receiver.done():
-                await asyncio.wait([receiver], timeout=self._resync_s)
+
+            async def resync() -> None:
                 for name, reporter in reporters.items():
                     reporter.forget()  # an edgecore restart is invisible on the broker
                     reporter.offer(self._windows[name].values())
 
-    @staticmethod
-    def _publisher(client: aiomqtt.Client) -> Publish:
-        return lambda topic, payload: asyncio.ensure_future(publish(client, topic, payload))
+            await every_until_done(receiver, self._resync_s, resync)
 
     def _sender(self, twin: TwinClient, device: MappedDevice) -> Send:
         async def send(values: Mapping[str, str]) -> None:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from kubeedge_twin.client import Publish
+
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -104,3 +106,17 @@ async def publish(
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def twin_publisher(client: aiomqtt.Client) -> Publish:
+    """A ``TwinClient`` publish callback on ``client`` (QoS 1, cancellation-safe)."""
+    return lambda topic, payload: asyncio.ensure_future(publish(client, topic, payload))
+
+
+async def every_until_done(
+    task: asyncio.Task[None], period_s: float, action: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``action`` now and every ``period_s`` until ``task`` ends (a mapper's resync)."""
+    while not task.done():
+        await action()
+        await asyncio.wait([task], timeout=period_s)
