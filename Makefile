@@ -21,14 +21,9 @@ proto: setup
 bench: setup
 	.venv/bin/python -m bench
 
-# Multi-arch images (needs docker buildx; PLATFORMS=linux/amd64 for a local single-arch build).
-PLATFORMS ?= linux/amd64,linux/arm64
-TAG ?= 0.1.0
+# Multi-arch images: docker buildx, or buildah without a daemon (see scripts/images).
 images:
-	for target in edge trainer; do \
-		docker buildx build --platform $(PLATFORMS) -f deploy/docker/Dockerfile \
-			--target $$target -t kubeedge-edge-service/$$target:$(TAG) . || exit 1; \
-	done
+	scripts/images
 
 clean:
 	rm -rf .venv models .state .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -1,10 +1,12 @@
 """The images' recipe: the edge stage installs no TensorFlow, every package is copied, the
-build context leaves out state. (Building needs a Docker daemon: `make images`.)"""
+model is converted once on the build platform, the build context leaves out state. (Building
+takes minutes and docker buildx or buildah: `make images`, not a unit test.)"""
 
 from __future__ import annotations
 
 import configparser
 import re
+import subprocess
 
 from tests.conftest import REPO
 
@@ -54,3 +56,23 @@ def test_every_package_is_copied_and_state_is_ignored():
     assert "proto" in copied  # edgeinfer lives in proto/
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "models", "demo-output", ".state"} <= ignored
+
+
+def test_model_is_converted_once_on_the_build_platform():
+    assert "FROM --platform=$BUILDPLATFORM ${PYTHON} AS model" in DOCKERFILE
+    assert "import-pretrained" in _stage("model")
+    for target in ("edge", "trainer"):
+        assert "COPY --from=model " in _stage(target)
+        assert "import-pretrained" not in _stage(target)
+
+
+def test_image_scripts_explain_themselves():
+    for script in ("deploy/docker/debian-base", "scripts/images"):
+        subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+    usage = subprocess.run(
+        [str(REPO / "deploy/docker/debian-base"), "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "debian-base [--ca FILE]... [--work DIR] IMAGE ARCH..." in usage
