@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import logging
 import time
@@ -317,21 +316,11 @@ class Runtime:
             if message.content_type.split(";")[0].strip() == CONTENT_TYPE_JSON
             else WireFormat.PROTOBUF
         )
-        reply = _ReplyTo(
-            message=message,
-            device=device,
-            request_id="",
-            captured_at_ms=0,
-            wire=wire,
-            topic=message.response_topic or self._topics.result(device),
-            correlation=message.correlation_data,
-            received_at=self._clock(),
-        )
+        received_at = self._clock()
         if len(message.payload) > limits.max_payload_bytes:
+            error = f"payload of {len(message.payload)} bytes exceeds {limits.max_payload_bytes}"
             self._reject(
-                reply,
-                "payload_too_large",
-                f"payload of {len(message.payload)} bytes exceeds {limits.max_payload_bytes}",
+                self._reply_to(message, device, wire, received_at), "payload_too_large", error
             )
             return
         try:
@@ -343,18 +332,36 @@ class Runtime:
                 max_face_side=limits.max_face_side,
             )
         except PayloadError as exc:
-            self._reject(
-                dataclasses.replace(reply, request_id=exc.request_id), exc.reason, str(exc)
-            )
+            reply = self._reply_to(message, device, wire, received_at, exc.request_id)
+            self._reject(reply, exc.reason, str(exc))
             return
-        reply = dataclasses.replace(
-            reply, request_id=request.request_id, captured_at_ms=request.captured_at_ms
+        reply = self._reply_to(
+            message, device, wire, received_at, request.request_id, request.captured_at_ms
         )
         try:
             self._batcher.submit(Job(request.faces, reply))
         except Overloaded as exc:
             self._respond(reply, Status.RESOURCE_EXHAUSTED, error=str(exc))
-        self.metrics.queue_depth.set(self._batcher.depth)
+
+    def _reply_to(
+        self,
+        message: InboundMessage,
+        device: str,
+        wire: WireFormat,
+        received_at: float,
+        request_id: str = "",
+        captured_at_ms: int = 0,
+    ) -> _ReplyTo:
+        return _ReplyTo(
+            message=message,
+            device=device,
+            request_id=request_id,
+            captured_at_ms=captured_at_ms,
+            wire=wire,
+            topic=message.response_topic or self._topics.result(device),
+            correlation=message.correlation_data,
+            received_at=received_at,
+        )
 
     def _reject(self, reply: _ReplyTo, reason: str, error: str) -> None:
         _LOGGER.info("invalid request from %s: %.300s", reply.device, error)
