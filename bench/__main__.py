@@ -166,6 +166,8 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
         f"≤ {resources.TARGET_RSS_MB:g} MB |",
         f"| runtime CPU per 1,000 faces (at maximum load) | "
         f"{parts.under_load.cpu_s_per_1000_faces:.2f} s | (none) |",
+        "",
+        _cpu_budget(parts),
     ]
     ours, reference = parts.payload
     ratio = ours.bytes_per_face / reference.bytes_per_face
@@ -182,6 +184,20 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
         f"{reference.decode_us / ours.decode_us:,.0f}x faster.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_budget(parts: Parts) -> str:
+    """Where the cores went at maximum load, and the throughput that bounds."""
+    load, cores = parts.under_load, os.cpu_count() or 1
+    total = load.total_cpu_ms_per_face
+    bound = cores * 1000 / total if total else 0.0
+    return (
+        f"CPU per face answered at maximum load: runtime {load.cpu_s_per_1000_faces:.3f} ms, "
+        f"broker {load.broker_cpu_ms_per_face:.3f} ms, load generator "
+        f"{load.load_cpu_ms_per_face:.3f} ms: {total:.3f} ms in all, so {cores} cores "
+        f"cannot answer more than {bound:,.0f} faces/s with this load generator and broker "
+        f"on the same machine."
+    )
 
 
 @dataclass

@@ -58,11 +58,18 @@ def wait_port(port: int) -> None:
 
 
 @contextlib.contextmanager
+def broker_process(repo: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A fresh mosquitto with the repository's development settings; its port and process."""
+    port = free_port()
+    with process([str(repo / "scripts" / "broker"), str(port)], repo) as started:
+        wait_port(port)
+        yield port, started
+
+
+@contextlib.contextmanager
 def broker(repo: Path) -> Iterator[int]:
     """A fresh mosquitto with the repository's development settings; yields its port."""
-    port = free_port()
-    with process([str(repo / "scripts" / "broker"), str(port)], repo):
-        wait_port(port)
+    with broker_process(repo) as (port, _):
         yield port
 
 

@@ -54,5 +54,9 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     assert len(result["runtime_open_loop"]) == 3
     swap = result["swap_under_load"]
     assert swap["errors"] == swap["lost"] == 0  # the push landed (else the bench raises)
-    assert result["under_load"]["rss_mb"] > 10
+    under_load = result["under_load"]
+    assert under_load["rss_mb"] > 10
+    # every party to the load spent CPU on it, and the budget line says what that bounds
+    assert min(under_load[k] for k in under_load if "cpu" in k) > 0
+    assert "cores cannot answer more than" in markdown
     assert result["ratios"]["vs_naive"] > 0
