@@ -129,13 +129,21 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
     lines += [
         "",
         "**2-3. End to end over MQTT** (QoS 1, one face per request; runtime: LiteRT float32, "
-        "2 threads, batch ≤ 16; naive peer: paho, batch 1, 2 threads)",
+        "2 threads, batch ≤ 16; naive peer: paho, batch 1, 2 threads; its row is its median "
+        "head-to-head round)",
         "",
         *_latency_rows([parts.naive]),
         "",
         "runtime:",
         "",
         *_latency_rows(parts.closed + parts.opened),
+        "",
+        f"Maximum head to head ({len(parts.rounds.naive)} alternating closed-loop rounds, "
+        "median): naive peer at 32 in flight "
+        + ", ".join(f"{r.faces_per_s:,.0f}" for r in parts.rounds.naive)
+        + " faces/s; runtime at 256 in flight "
+        + ", ".join(f"{r.faces_per_s:,.0f}" for r in parts.rounds.runtime)
+        + " faces/s.",
         "",
         "| ratio | measured | target | |",
         "|---|---:|---:|---|",
@@ -206,6 +214,7 @@ class Parts:
 
     ceiling: list[ceiling.CeilingRow]
     naive: LoadResult
+    rounds: endtoend.HeadToHead
     closed: list[LoadResult]
     opened: list[LoadResult]
     under_load: endtoend.UnderLoad
@@ -244,33 +253,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", type=Path, default=REPO / "models")
     args = parser.parse_args(argv)
     files = _model_files(args.registry)
-    seconds = 0.05 if args.smoke else 1.5
+    seconds = 0.05 if args.smoke else 1.0
     run_s = 0.5 if args.smoke else 5.0
+    rounds = 1 if args.smoke else 3
     batches = (1, 8) if args.smoke else (1, 2, 4, 8, 16, 32, 64)
     ceiling_rows = []
     for variant, path in files.items():
         for threads in (1, 2):
             for batch in batches:
-                row = ceiling.measure(path, variant, threads, batch, seconds)
+                # The best of two: a neighbour's burst on a shared machine only ever slows it.
+                row = max(
+                    (ceiling.measure(path, variant, threads, batch, seconds) for _ in range(2)),
+                    key=lambda r: r.faces_per_s,
+                )
                 print(
                     f"ceiling {variant} threads={threads} batch={batch}: "
                     f"{row.faces_per_s:,.0f} faces/s"
                 )
                 ceiling_rows.append(row)
-    print("naive peer ...")
-    naive = endtoend.measure_naive(REPO, files["float32"], run_s)
     print("runtime end to end ...")
     in_flight = (1, 8) if args.smoke else (1, 8, 64, 256)
     closed_rows, open_rows, under_load = endtoend.measure_runtime(
         REPO, args.registry, run_s, in_flight
     )
     best = max(r.faces_per_s for r in closed_rows)
+    print("naive peer and runtime head to head ...")
+    rounds_run = endtoend.head_to_head(REPO, args.registry, files["float32"], run_s, rounds)
+    naive = rounds_run.median(rounds_run.naive)
+    runtime_max = rounds_run.median(rounds_run.runtime).faces_per_s
     print("swap under load ...")
     swap = endtoend.measure_swap(REPO, args.registry, best * 0.5, 3.0 if args.smoke else 9.0)
     payload_rows = payload.measure(20 if args.smoke else 2000)
     resource_rows = resources.measure(REPO, args.registry, 0.5 if args.smoke else 5.0)
     parts = Parts(
-        ceiling_rows, naive, closed_rows, open_rows, under_load, swap, resource_rows, payload_rows
+        ceiling_rows,
+        naive,
+        rounds_run,
+        closed_rows,
+        open_rows,
+        under_load,
+        swap,
+        resource_rows,
+        payload_rows,
     )
     ceiling_2 = max(r.faces_per_s for r in ceiling_rows if (r.variant, r.threads) == ("float32", 2))
     half = open_rows[1]
@@ -281,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "ceiling": [asdict(r) for r in ceiling_rows],
         "naive_peer": asdict(naive),
+        "head_to_head": asdict(rounds_run),
         "runtime_closed_loop": [asdict(r) for r in closed_rows],
         "runtime_open_loop": [asdict(r) for r in open_rows],
         "swap_under_load": asdict(swap),
@@ -288,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         "payload": [asdict(r) for r in payload_rows],
         "resources": [asdict(r) for r in resource_rows],
         "ratios": {
-            "vs_ceiling": best / ceiling_2,
-            "vs_naive": best / naive.faces_per_s,
+            "vs_ceiling": runtime_max / ceiling_2,
+            "vs_naive": runtime_max / naive.faces_per_s,
             "p99_at_half_ms": half.p99_ms,
             "swap_p99": swap_p99,
             "swap_ok": swap.errors == 0 and swap.lost == 0 and swap_p99 <= TARGET_SWAP_P99_RATIO,

@@ -98,10 +98,35 @@ def open_at(port: int, rate: float, seconds: float) -> LoadResult:
         load.close()
 
 
-def measure_naive(repo: Path, model: Path, seconds: float) -> LoadResult:
-    """Part 2: the naive peer's closed-loop maximum (32 in flight, QoS 1)."""
-    with broker(repo) as port, naive_peer(repo, port, model):
-        return closed(port, 32, seconds)
+@dataclass(frozen=True, slots=True)
+class HeadToHead:
+    """Alternating maximum-load rounds of the naive peer and the runtime."""
+
+    naive: list[LoadResult]
+    runtime: list[LoadResult]
+
+    @staticmethod
+    def median(rows: list[LoadResult]) -> LoadResult:
+        """The round with the median throughput."""
+        return sorted(rows, key=lambda r: r.faces_per_s)[len(rows) // 2]
+
+
+def head_to_head(
+    repo: Path, registry: Path, model: Path, seconds: float, rounds: int
+) -> HeadToHead:
+    """Parts 2-3's maximum: the naive peer (32 in flight) and the runtime (256 in flight) in
+    alternating closed-loop rounds, so that both meet the same machine weather."""
+    naive_rows, runtime_rows = [], []
+    with (
+        broker(repo) as naive_port,
+        naive_peer(repo, naive_port, model),
+        broker(repo) as runtime_port,
+        runtime(repo, runtime_port, registry),
+    ):
+        for _ in range(rounds):
+            naive_rows.append(closed(naive_port, 32, seconds))
+            runtime_rows.append(closed(runtime_port, 256, seconds))
+    return HeadToHead(naive_rows, runtime_rows)
 
 
 def measure_runtime(

@@ -31,6 +31,7 @@ from edgeinfer.twins import (
 from kubeedge_twin import TwinClient, TwinFormatError, sanitize_value
 
 _LOGGER = logging.getLogger(__name__)
+_CATCH_UP_S = 0.02  # serving time between two GIL-holding steps of a model load
 
 
 SwapFn = Callable[[Model], Model]
@@ -227,8 +228,13 @@ class ModelSync:
             load_verified, manifest, model_settings, self._settings.batch.max_size
         )
         try:
+            # Creating an interpreter holds the GIL for milliseconds, which stalls serving:
+            # one at a time, with a pause between for the event loop to catch up.
+            await asyncio.sleep(_CATCH_UP_S)
             await validate_model(model)
-            await asyncio.to_thread(model.warm_up)
+            for step in model.warm_up_steps():
+                await asyncio.sleep(_CATCH_UP_S)
+                await asyncio.to_thread(step)
         except BaseException:
             await asyncio.to_thread(model.close)
             raise

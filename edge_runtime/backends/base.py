@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +46,10 @@ class Model(Protocol):
         """Run the model once per batch shape it will see (blocking; call off the loop)."""
         ...
 
+    def warm_up_steps(self) -> Sequence[Callable[[], object]]:
+        """``warm_up`` in short blocking steps, to run off the loop with pauses between."""
+        ...
+
     def close(self) -> None:
         """Release the worker thread and interpreter memory."""
         ...
@@ -53,7 +58,7 @@ class Model(Protocol):
 class ManifestModel:
     """What every backend shares: identity from the manifest and one dedicated worker thread.
 
-    Subclasses implement ``_run`` (blocking inference) and ``warm_up``.
+    Subclasses implement ``_run`` (blocking inference) and ``warm_up_steps``.
     """
 
     def __init__(self, path: Path, manifest: Manifest, engine: str) -> None:
@@ -87,6 +92,15 @@ class ManifestModel:
         return self._variant
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Run every warm-up step (blocking)."""
+        for step in self.warm_up_steps():
+            step()
+
+    def warm_up_steps(self) -> Sequence[Callable[[], object]]:
+        """One step per batch shape the model will see."""
         raise NotImplementedError
 
     async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

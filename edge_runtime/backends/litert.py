@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +98,15 @@ class LiteRtModel(ManifestModel):
             start += bucket
         return np.concatenate(outputs)
 
-    def warm_up(self) -> None:
-        """Create and run every bucket's interpreter once (blocking)."""
+    def warm_up_steps(self) -> Sequence[Callable[[], object]]:
+        """Create and run one bucket's interpreter per step (each blocks for milliseconds)."""
         spec = self._manifest.input
-        for bucket in self._buckets:
-            self._run(np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32))
+        return tuple(
+            functools.partial(
+                self._run, np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
+            )
+            for bucket in self._buckets
+        )
 
     def close(self) -> None:
         """Stop the worker thread after running batches finish; free the interpreters."""

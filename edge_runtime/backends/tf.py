@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ class TfModel(ManifestModel):
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return np.asarray(self._fn(batch), dtype=np.float32)
 
-    def warm_up(self) -> None:
-        """Trace the function once (blocking)."""
+    def warm_up_steps(self) -> Sequence[Callable[[], object]]:
+        """Trace the function once (the input signature takes any batch size)."""
         spec = self._manifest.input
-        self._run(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))
+        zeros = np.zeros((1, spec.height, spec.width, spec.channels), np.float32)
+        return (functools.partial(self._run, zeros),)

@@ -43,6 +43,9 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
         assert part in markdown
     for plot in ("ceiling.png", "e2e.png"):
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")
+    rounds = result["head_to_head"]
+    assert len(rounds["naive"]) == len(rounds["runtime"]) == 1
+    assert "Maximum head to head (1 alternating" in markdown
     naive = result["naive_peer"]
     assert naive["answered"] > 0
     assert naive["errors"] == naive["lost"] == 0
