@@ -31,7 +31,7 @@ from edgeinfer.twins import (
 from kubeedge_twin import TwinClient, TwinFormatError, sanitize_value
 
 _LOGGER = logging.getLogger(__name__)
-_CATCH_UP_S = 0.02  # serving time between two GIL-holding steps of a model load
+_CATCH_UP_S = 0.05  # serving time between two GIL-holding steps of a model load
 
 
 SwapFn = Callable[[Model], Model]
@@ -224,6 +224,7 @@ class ModelSync:
             verify_signature(
                 manifest_bytes, wanted.signature, twin.trusted_key_file, wanted.version
             )
+        await asyncio.sleep(_CATCH_UP_S)
         model = await asyncio.to_thread(
             load_verified, manifest, model_settings, self._settings.batch.max_size
         )
