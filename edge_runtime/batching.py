@@ -65,7 +65,9 @@ class MicroBatcher(Generic[PayloadT]):
         max_queue: Most jobs waiting; ``submit`` raises ``Overloaded`` beyond it.
         request_timeout_s: Jobs that waited longer are delivered as expired, not run.
         clock: Monotonic clock in seconds (injected by tests).
-        on_batch: Optional observer of (faces, queue_s, inference_s) per batch.
+        on_batch: Optional observer of (faces, inference_s) per batch.
+        on_loop: Run the model on the event loop's thread (blocking it for the batch)
+            instead of the model's worker thread.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class MicroBatcher(Generic[PayloadT]):
         request_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_batch: Callable[[int, float], None] | None = None,
+        on_loop: bool = False,
     ) -> None:
         self._model = model
+        self._on_loop = on_loop
         self._deliver = deliver
         self._max_size = max_size
         self._max_wait_s = max_wait_s
@@ -208,7 +212,10 @@ class MicroBatcher(Generic[PayloadT]):
     ) -> tuple[npt.NDArray[np.float32], float]:
         batch = prepare_batch([f for job in live for f in job.faces], model.input_spec)
         started = self._clock()
-        probabilities = await model.predict(batch)
+        if self._on_loop:
+            probabilities = model.predict_now(batch)
+        else:
+            probabilities = await model.predict(batch)
         elapsed = self._clock() - started
         if probabilities.shape[0] != faces:
             raise InferenceError(f"model returned {probabilities.shape[0]} rows for {faces} faces")

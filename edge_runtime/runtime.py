@@ -145,6 +145,7 @@ class Runtime:
             manual_ack=True,
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,
+            connect_timeout_s=mqtt.connect_timeout_s,
             on_connect=self._announce,
         )
         batch = settings.batch
@@ -157,6 +158,7 @@ class Runtime:
             request_timeout_s=batch.request_timeout_s,
             clock=clock,
             on_batch=self._observe_batch,
+            on_loop=batch.on_loop,
         )
 
     @property

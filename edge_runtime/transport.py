@@ -236,6 +236,7 @@ class MqttTransport:
         manual_ack: Acknowledge QoS 1 messages only when ``ack`` is called.
         reconnect_min_s: Smallest reconnect delay; jittered, doubles up to the max.
         reconnect_max_s: Largest reconnect delay.
+        connect_timeout_s: Give up one TCP/TLS connection attempt after this.
         on_connect: Called on the event loop after every successful (re)connect.
     """
 
@@ -253,6 +254,7 @@ class MqttTransport:
         manual_ack: bool = False,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._on_connect_callback = on_connect
@@ -296,6 +298,7 @@ class MqttTransport:
             )
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.connect_timeout = connect_timeout_s
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write

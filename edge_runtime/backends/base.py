@@ -42,6 +42,10 @@ class Model(Protocol):
         """Probabilities, shape (N, labels), for an (N, H, W, C) batch, off the event loop."""
         ...
 
+    def predict_now(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``predict`` on the calling thread (blocking; never beside another call)."""
+        ...
+
     def warm_up(self) -> None:
         """Run the model once per batch shape it will see (blocking; call off the loop)."""
         ...
@@ -107,6 +111,10 @@ class ManifestModel:
         """Probabilities for ``batch``, computed on the model's worker thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, batch)
+
+    def predict_now(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities for ``batch``, computed on the calling thread."""
+        return self._run(batch)
 
     def close(self) -> None:
         """Stop the worker thread after running batches finish."""

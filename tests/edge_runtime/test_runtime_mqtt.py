@@ -157,9 +157,13 @@ async def test_service_info_and_online_state_are_retained(broker, registry, uniq
     assert message.payload == b"offline"
 
 
-async def test_faces_of_concurrent_devices_share_batches(broker, registry, unique):
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on-loop", "worker-thread"])
+async def test_faces_of_concurrent_devices_share_batches(broker, registry, unique, on_loop):
     settings = make_settings(
-        broker.url, registry, unique, **{"batch.max_wait_s": 0.02, "batch.max_size": 16}
+        broker.url,
+        registry,
+        unique,
+        **{"batch.max_wait_s": 0.02, "batch.max_size": 16, "batch.on_loop": on_loop},
     )
     async with running_runtime(settings) as runtime:
         async with device(broker.url, settings.topic_root, "fleet") as cam:
