@@ -195,6 +195,7 @@ def measure_swap(repo: Path, registry: Path, rate: float, seconds: float) -> Swa
                 ):  # fmt: skip
                     load = Load(port, 64)
                     try:
+                        load.open_loop(rate, 1.0)  # warm-up: "steady" is warm, as in part 3
                         result = load.open_loop(rate, seconds, at=(seconds / 3, push))
                         samples = list(load.samples)
                     finally:
