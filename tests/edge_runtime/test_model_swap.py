@@ -28,11 +28,12 @@ def _register_copy(source: Path, root: Path, version: str, **kw) -> None:
 
 @pytest.fixture(scope="module")
 def swap_registry(registry, tmp_path_factory) -> Path:
-    """Registry with 1.0.0, 1.1.0 (same weights) and deliberately broken versions."""
+    """Registry with 1.0.0, 1.1.0, 1.2.0 (same weights) and deliberately broken versions."""
     root = tmp_path_factory.mktemp("swap-registry")
     shutil.copytree(registry / "emotion" / "1.0.0", root / "emotion" / "1.0.0")
     source = root / "emotion" / "1.0.0"
     _register_copy(source, root, "1.1.0")
+    _register_copy(source, root, "1.2.0")
     _register_copy(source, root, "9.0.0")  # corrupted below: checksum mismatch
     (root / "emotion" / "9.0.0" / "model.tflite").write_bytes(b"tampered")
     garbage = root / "garbage.tflite"
@@ -135,6 +136,38 @@ async def test_desired_version_is_fetched_served_and_reported(
     for message in updates:
         for twin in json.loads(message.payload)["twin"].values():
             assert "expected" not in twin  # edges only ever report actual (SPEC §2.3)
+
+
+async def test_newer_desired_supersedes_a_version_still_loading(
+    broker, swap_registry, store, unique, tmp_path
+):
+    settings = _settings(broker, swap_registry, unique, tmp_path)
+    device_id = settings.twin_device
+    with standin(broker, Layout.V1_4, settings.twin_device) as service:
+        async with (
+            running_runtime(settings) as runtime,
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await _until_reported(service, device_id, model_version="1.0.0", model_status="serving")
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+            )
+            # A model load takes several 50 ms serving pauses: 1.2.0 arrives while 1.1.0 loads.
+            await _until_reported(service, device_id, model_status="loading")
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "1.2.0", store.url)
+            )
+            await _until_reported(service, device_id, model_version="1.2.0", model_status="serving")
+            await cam.send(Request("after", "cam", 0, (face(1),)))
+            (response,) = await cam.receive(1)
+            registry = runtime.metrics.registry
+            swaps = {
+                result: registry.get_sample_value("edge_model_swaps_total", {"result": result})
+                for result in ("ok", "failed")
+            }
+    assert response.model is not None
+    assert response.model.version == "1.2.0"
+    assert swaps == {"ok": 1.0, "failed": None}  # 1.1.0 was loaded, then dropped unserved
 
 
 async def test_swap_under_load_fails_and_loses_nothing(
