@@ -57,12 +57,10 @@ def _model_files(registry: Path) -> dict[str, Path]:
 
 
 def _plot(rows: list[ceiling.CeilingRow], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
     for key in sorted({(r.variant, r.threads) for r in rows}):
         cells = sorted((r for r in rows if (r.variant, r.threads) == key), key=lambda r: r.batch)
         axes.plot(
@@ -72,14 +70,12 @@ def _plot(rows: list[ceiling.CeilingRow], path: Path) -> None:
             label=f"{key[0]}, {key[1]} thread(s)",
         )
     axes.set_xscale("log", base=2)
-    axes.set_xlabel("batch size (faces)")
-    axes.set_ylabel("faces / s")
+    axes.set(xlabel="batch size (faces)", ylabel="faces / s")
     axes.set_title("LiteRT ceiling: mini-XCEPTION 64x64x1, in process")
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def _verdict(ok: bool) -> str:
