@@ -322,6 +322,7 @@ class MqttTransport:
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._closing = False
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho
         properties.SessionExpiryInterval = self._session_expiry_s
         # Records where and how to connect; the supervisor connects (and reconnects).
@@ -423,7 +424,9 @@ class MqttTransport:
         self._on_loop(self._watch, sock)
 
     def _watch(self, sock: Any) -> None:
-        if self._loop is not None and sock.fileno() >= 0:
+        if self._closing:  # a connect that finished after close: nobody will read it
+            sock.close()
+        elif self._loop is not None and sock.fileno() >= 0:
             self._loop.add_reader(sock.fileno(), self._readable)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
