@@ -141,7 +141,16 @@ def _tensor_to_array(tensor: pb.Tensor, index: int, max_side: int) -> PixelArray
         if array.min() < 0.0 or array.max() > 255.0:
             raise PayloadError(f"{where}: float32 pixels outside 0..255")
         return array.astype(np.float32, copy=False)
-    raise PayloadError(f"{where}: dtype {pb.DataType.Name(tensor.dtype)} not supported")
+    raise PayloadError(f"{where}: dtype {_dtype_name(tensor.dtype)} not supported", "dtype")
+
+
+def _dtype_name(value: int) -> str:
+    # proto3 enums are open: a flipped bit or JSON ``"dtype": 7`` parses to a number
+    # DataType has no name for, and ``DataType.Name`` raises ValueError on it.
+    try:
+        return pb.DataType.Name(typing.cast(pb.DataType, value))
+    except ValueError:
+        return str(value)
 
 
 def encode_request(request: Request, wire: WireFormat = WireFormat.PROTOBUF) -> bytes:

@@ -75,6 +75,13 @@ class Metrics:
         self.connected = Gauge(
             "edge_mqtt_connected", "1 while connected to the broker.", registry=r
         )
+        self.response_topics_ignored = Counter(
+            "edge_response_topics_ignored",
+            "MQTT v5 Response Topics not honoured (answered on the device's result topic), "
+            "by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.publish_failures = Counter(
             "edge_publish_failures", "Responses the broker did not accept.", registry=r
         )

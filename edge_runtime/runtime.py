@@ -97,7 +97,7 @@ class Runtime:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._topics = Topics(settings.topic_root)
+        self._topics = Topics(settings.topic_root, settings.mqtt.response_topic_filter)
         self._model = model
         self._clock = clock
         self.metrics = Metrics()
@@ -298,12 +298,19 @@ class Runtime:
 
     async def _ingest(self) -> None:
         async for message in self._transport.messages():
-            if self._twin is not None and message.topic.startswith("$hw/"):
-                if not self._twin.handle(message.topic, message.payload):
-                    _LOGGER.info("ignoring twin message on %.200s", message.topic)
+            try:
+                if self._twin is not None and message.topic.startswith("$hw/"):
+                    if not self._twin.handle(message.topic, message.payload):
+                        _LOGGER.info("ignoring twin message on %.200s", message.topic)
+                    self._transport.ack(message)
+                    continue
+                self._handle(message)
+            except Exception:
+                # A message must never stop the runtime: unacknowledged, it would come back
+                # after the restart and stop it again (a crash loop for the session's life).
+                _LOGGER.exception("failed handling a message on %.200s", message.topic)
+                self.metrics.rejected.labels("internal").inc()
                 self._transport.ack(message)
-                continue
-            self._handle(message)
 
     def _handle(self, message: InboundMessage) -> None:
         limits = self._settings.limits
@@ -354,13 +361,22 @@ class Runtime:
         request_id: str = "",
         captured_at_ms: int = 0,
     ) -> _ReplyTo:
+        topic, ignored = self._topics.response(device, message.response_topic)
+        if ignored:
+            _LOGGER.info(
+                "answering %s on its result topic, not on Response Topic %r (%s)",
+                device,
+                message.response_topic[:200],
+                ignored,
+            )
+            self.metrics.response_topics_ignored.labels(ignored).inc()
         return _ReplyTo(
             message=message,
             device=device,
             request_id=request_id,
             captured_at_ms=captured_at_ms,
             wire=wire,
-            topic=message.response_topic or self._topics.result(device),
+            topic=topic,
             correlation=message.correlation_data,
             received_at=received_at,
         )
@@ -426,15 +442,21 @@ class Runtime:
         self.metrics.requests.labels(status.name).inc()
         self.metrics.request_seconds.observe(elapsed)
         payload = codec.encode_response(response, reply.wire)
-        future = self._transport.publish_nowait(
-            reply.topic,
-            payload,
-            qos=RESULT_QOS,
-            content_type=CONTENT_TYPE_JSON
-            if reply.wire is WireFormat.JSON
-            else CONTENT_TYPE_PROTOBUF,
-            correlation_data=reply.correlation,
-        )
+        try:
+            future = self._transport.publish_nowait(
+                reply.topic,
+                payload,
+                qos=RESULT_QOS,
+                content_type=CONTENT_TYPE_JSON
+                if reply.wire is WireFormat.JSON
+                else CONTENT_TYPE_PROTOBUF,
+                correlation_data=reply.correlation,
+            )
+        except ValueError as exc:  # paho refuses the topic or properties before sending
+            self.metrics.publish_failures.inc()
+            _LOGGER.warning("cannot answer %s on %.200s: %s", reply.device, reply.topic, exc)
+            self._transport.ack(reply.message)
+            return
         self._publishing += 1
         self._published.clear()
         future.add_done_callback(lambda f: self._answered(reply.message, f))

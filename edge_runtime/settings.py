@@ -75,6 +75,13 @@ class MqttSettings:
     connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this.")
     reconnect_min_s: float = setting(0.5, "Smallest reconnect backoff (jittered).")
     reconnect_max_s: float = setting(30.0, "Largest reconnect backoff.")
+    response_topic_filter: str = setting(
+        "{root}/{device}/result/#",
+        "Where a device may have its answers sent with an MQTT v5 Response Topic: a topic "
+        "filter with {root} and {device} (the requesting device). Other Response Topics are "
+        "ignored and the answer goes to the device's result topic; empty ignores them all. "
+        "Keep it inside what the broker's ACL lets the runtime write.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +346,23 @@ def _require(ok: bool, key: str, value: object, reason: str) -> None:
         raise ConfigError(key, value, reason)
 
 
+def _valid_response_filter(template: str) -> bool:
+    if not template:
+        return True
+    if "{device}" not in template:
+        return False  # every device could then answer into one shared topic
+    try:
+        topic_filter = template.format(root="r", device="d")
+    except (KeyError, IndexError, ValueError):
+        return False
+    levels = topic_filter.split("/")
+    return (
+        not topic_filter.startswith("$")
+        and all(level in {"+", "#"} or not any(c in level for c in "+#\x00") for level in levels)
+        and "#" not in levels[:-1]
+    )
+
+
 def _validate(s: Settings) -> None:
     _require(
         bool(_SEGMENT.match(s.runtime_id)),
@@ -355,6 +379,13 @@ def _validate(s: Settings) -> None:
         "topic_root",
         root,
         "must be a topic without wildcards or outer slashes",
+    )
+    _require(
+        _valid_response_filter(s.mqtt.response_topic_filter),
+        "mqtt.response_topic_filter",
+        s.mqtt.response_topic_filter,
+        "must be empty or a topic filter using only the placeholders {root} and {device}, "
+        "with {device} in it",
     )
     url = urlsplit(s.mqtt.broker)
     _require(

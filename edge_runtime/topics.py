@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paho.mqtt.client import topic_matches_sub
+
 DEFAULT_ROOT = "emotion/v1"
 REQUEST_QOS = 1
 RESULT_QOS = 1
@@ -18,6 +20,11 @@ OFFLINE = b"offline"
 
 CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
 CONTENT_TYPE_JSON = "application/json"
+
+# Where a device may ask for its answers with an MQTT v5 Response Topic: its own result topic
+# or below it. Placeholders: {root} (the topic root) and {device} (the requesting device).
+DEFAULT_RESPONSE_FILTER = "{root}/{device}/result/#"
+_MAX_TOPIC_BYTES = 65535
 
 
 def segment(value: str) -> str:
@@ -32,6 +39,7 @@ class Topics:
     """Application topics under one root (default ``emotion/v1``)."""
 
     root: str = DEFAULT_ROOT
+    response_filter: str = DEFAULT_RESPONSE_FILTER
 
     def request(self, device: str) -> str:
         """Where ``device`` publishes its requests."""
@@ -63,3 +71,26 @@ class Topics:
         if not device or "/" in device or device == "runtime":
             return None
         return device
+
+    def response(self, device: str, requested: str) -> tuple[str, str]:
+        """Where to answer ``device``, and why its Response Topic was not used ("" if it was).
+
+        A Response Topic is honoured only inside ``response_filter`` for that device: the
+        runtime may write every device's result topic, so honouring any topic would let one
+        device answer into another's (a confused deputy the broker's ACL cannot stop).
+        """
+        own = self.result(device)
+        if not requested or requested == own:
+            return own, ""
+        if (
+            any(c in requested for c in "+#\x00")
+            or requested.startswith("$")
+            or len(requested.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES
+        ):
+            return own, "invalid"
+        if not self.response_filter:
+            return own, "disabled"
+        allowed = self.response_filter.format(root=self.root, device=device)
+        if not topic_matches_sub(allowed, requested):
+            return own, "outside_filter"
+        return requested, ""

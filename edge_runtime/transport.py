@@ -566,15 +566,22 @@ class MqttTransport:
         retain: bool = False,
         content_type: str = "",
         correlation_data: bytes | None = None,
+        response_topic: str = "",
     ) -> asyncio.Future[None]:
         """Queue a publish; the future completes when the broker acknowledges it (QoS 1).
 
         While disconnected, paho keeps QoS 1 messages and sends them after reconnecting.
+
+        Raises:
+            ValueError: paho refuses the topic or a property (a wildcard, an empty topic).
         """
         properties: Properties | None = None
-        if correlation_data is not None:
+        if correlation_data is not None or response_topic:
             properties = _publish_properties(content_type)
-            properties.CorrelationData = correlation_data
+            if correlation_data is not None:
+                properties.CorrelationData = correlation_data
+            if response_topic:
+                properties.ResponseTopic = response_topic
         elif content_type:
             properties = _SHARED_CONTENT_TYPES.get(content_type)
             if properties is None:  # paho's Properties are slow to build: one per content type
@@ -600,6 +607,7 @@ class MqttTransport:
         retain: bool = False,
         content_type: str = "",
         correlation_data: bytes | None = None,
+        response_topic: str = "",
     ) -> None:
         """Publish and wait for the broker's acknowledgement (QoS 1)."""
         await self.publish_nowait(
@@ -609,6 +617,7 @@ class MqttTransport:
             retain=retain,
             content_type=content_type,
             correlation_data=correlation_data,
+            response_topic=response_topic,
         )
 
     def ack(self, message: InboundMessage) -> None:
@@ -616,6 +625,11 @@ class MqttTransport:
         if not self._manual_ack or message.qos == 0 or message.generation != self._generation:
             return
         self._acks.done(message.mid)
+
+    @property
+    def connections(self) -> int:
+        """Successful connects so far (a reconnect adds one)."""
+        return self._generation
 
     @property
     def unacked(self) -> int:

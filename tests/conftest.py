@@ -15,6 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Fuzzing: a fast slice in `make test`; `HYPOTHESIS_PROFILE=long` (make soak) runs 10,000 cases
+# per target.
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.register_profile(
+    "long", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_CONF = """\

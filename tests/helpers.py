@@ -98,6 +98,8 @@ class Device:
         wire: WireFormat = WireFormat.PROTOBUF,
         content_type: str = "",
         topic: str | None = None,
+        response_topic: str = "",
+        correlation_data: bytes | None = None,
     ) -> None:
         payload = request if isinstance(request, bytes) else encode_request(request, wire)
         await self.transport.publish(
@@ -105,6 +107,8 @@ class Device:
             payload,
             qos=1,
             content_type=content_type,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
         )
 
     async def receive(self, count: int, timeout_s: float = 10.0) -> list[Response]:

@@ -99,3 +99,23 @@ def test_invalid_request_error_carries_its_request_id():
             b"\xff\xff", WireFormat.PROTOBUF, topic_device="cam", max_faces=4, max_face_side=512
         )
     assert unparsable.value.request_id == ""
+
+
+def test_response_topic_is_honoured_only_inside_the_devices_filter():
+    topics = Topics("emotion/v1")
+    own = "emotion/v1/cam/result"
+    assert topics.response("cam", "") == (own, "")
+    assert topics.response("cam", own) == (own, "")
+    assert topics.response("cam", "emotion/v1/cam/result/app-1") == (
+        "emotion/v1/cam/result/app-1",
+        "",
+    )
+    assert topics.response("cam", "emotion/v1/other/result") == (own, "outside_filter")
+    assert topics.response("cam", "emotion/v1/cam/request") == (own, "outside_filter")
+    assert topics.response("cam", "emotion/v1/cam/+") == (own, "invalid")
+    assert topics.response("cam", "$SYS/x") == (own, "invalid")
+    assert topics.response("cam", "a" * 70_000) == (own, "invalid")
+    assert Topics("r", "").response("cam", "r/cam/result/x") == ("r/cam/result", "disabled")
+    wide = Topics("r", "apps/{device}/+")
+    assert wide.response("cam", "apps/cam/inbox") == ("apps/cam/inbox", "")
+    assert wide.response("cam", "apps/cam2/inbox") == ("r/cam/result", "outside_filter")

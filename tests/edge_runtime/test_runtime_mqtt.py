@@ -91,31 +91,16 @@ async def test_json_payload_is_protobuf_json_mapping(broker, registry, unique):
 
 async def test_response_topic_and_correlation_data_are_honoured(broker, registry, unique):
     settings = make_settings(broker.url, registry, unique)
-    reply_topic = f"replies-{unique}/app"
+    reply_topic = f"{settings.topic_root}/cam4/result/app-7"  # below the device's result topic
     async with (
         running_runtime(settings),
         device(broker.url, settings.topic_root, "cam4", (reply_topic,)) as cam,
     ):
-        from edge_runtime import encode_request
-
-        future = cam.transport.publish_nowait(
-            cam.request_topic(),
-            encode_request(Request("c1", "cam4", 0, (face(4),))),
-            qos=1,
-        )
-        await future
-        # Publish again with v5 response topic + correlation data through paho directly.
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = reply_topic
-        props.CorrelationData = b"corr-42"
-        cam.transport._client.publish(
-            cam.request_topic(),
-            encode_request(Request("c2", "cam4", 0, (face(5),))),
-            qos=1,
-            properties=props,
+        await cam.send(Request("c1", "cam4", 0, (face(4),)))
+        await cam.send(
+            Request("c2", "cam4", 0, (face(5),)),
+            response_topic=reply_topic,
+            correlation_data=b"corr-42",
         )
         seen = {}
         async with asyncio.timeout(10):

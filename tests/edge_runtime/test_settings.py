@@ -42,6 +42,11 @@ def test_layers_override_in_order(tmp_path: Path):
         ({"EDGE_MODEL_BACKEND": "onnx"}, "model.backend"),
         ({"EDGE_TWIN_ENABLED": "maybe"}, "twin.enabled"),
         ({"EDGE_LIMITS_MAX_FACES_PER_REQUEST": "99"}, "limits.max_faces_per_request"),
+        ({"EDGE_MQTT_RESPONSE_TOPIC_FILTER": "replies/#"}, "mqtt.response_topic_filter"),
+        ({"EDGE_MQTT_RESPONSE_TOPIC_FILTER": "{root}/{dev}/#"}, "mqtt.response_topic_filter"),
+        ({"EDGE_MQTT_RESPONSE_TOPIC_FILTER": "{root}/{device}/a#"}, "mqtt.response_topic_filter"),
+        ({"EDGE_MQTT_RESPONSE_TOPIC_FILTER": "{root}/#/{device}"}, "mqtt.response_topic_filter"),
+        ({"EDGE_MQTT_RESPONSE_TOPIC_FILTER": "$SYS/{device}"}, "mqtt.response_topic_filter"),
     ],
 )
 def test_invalid_values_name_the_key(environ, key):
