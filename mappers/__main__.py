@@ -90,14 +90,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
 async def serve(connection: Connection, session: Session) -> None:
-    """Run a mapper until SIGTERM or SIGINT."""
+    """Run a mapper until SIGTERM or SIGINT.
+
+    It stops within ``_SHUTDOWN_TIMEOUT_S`` whatever state its connection is in.
+    """
     task = asyncio.create_task(run_forever(connection, session))
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        stopping.set()
+        task.cancel()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        loop.add_signal_handler(signum, stop)
+    stop_requested = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait([task, stop_requested], return_when=asyncio.FIRST_COMPLETED)
+    stop_requested.cancel()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        async with asyncio.timeout(_SHUTDOWN_TIMEOUT_S):
+            await task
+    if not task.done():  # asyncio.run would wait for it forever
+        logging.getLogger(__name__).error(
+            "mapper did not stop within %.0f s; exiting anyway", _SHUTDOWN_TIMEOUT_S
+        )
+        logging.shutdown()
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

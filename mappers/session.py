@@ -78,6 +78,10 @@ async def run_forever(
             _LOGGER.warning(
                 "broker %s: %s; reconnecting in ~%.1f s", connection.broker, reason, delay
             )
+        # A TaskGroup cancelled while a child fails with MqttError (the broker went away as
+        # SIGTERM came) raises only the MqttError: the cancellation is gone from the exception
+        # but still counted on the task. Without this check the mapper reconnected forever.
+        _raise_if_cancelled()
         await asyncio.sleep(random.uniform(delay / 2, delay * 1.5))  # noqa: S311 - jitter
         delay = min(delay * 2, connection.reconnect_max_s)
 
@@ -103,6 +107,11 @@ async def publish(
     task group unable to stop.
     """
     await client.publish(topic, payload, qos=qos, retain=retain)
+    _raise_if_cancelled()
+
+
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop, even if the cancel was swallowed."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

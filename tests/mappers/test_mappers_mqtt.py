@@ -243,3 +243,34 @@ async def test_result_mapper_reports_what_the_camera_sees(broker, registry, uniq
     assert {pair.split(":")[0] for pair in counts.split(",")} <= set(EMOTIONS)
     assert last_emotion in EMOTIONS
     assert stats.answered >= 20
+
+
+@pytest.mark.timeout(30)  # the bug swallowed every cancel, the test's own timeout's too
+async def test_a_cancel_that_races_a_lost_connection_still_stops_the_mapper(broker, unique):
+    """SIGTERM (a cancel) arriving as the broker goes away: the session's task group raises
+    only the children's MqttError and drops the CancelledError. The mapper must stop anyway
+    (`make demo` hung here, reconnecting forever)."""
+    import aiomqtt
+
+    in_session = asyncio.Event()
+
+    async def fails_when_cancelled() -> None:
+        try:
+            in_session.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+    async def session(_client: aiomqtt.Client) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fails_when_cancelled())
+
+    connection = Connection(broker.url, client_id=f"race-{unique}", reconnect_min_s=0.05)
+    task = asyncio.create_task(run_forever(connection, session))
+    async with asyncio.timeout(10):
+        await in_session.wait()
+    task.cancel()
+    async with asyncio.timeout(5):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert task.cancelled()
