@@ -21,17 +21,19 @@ from device_sim.preprocessing import crop_face
 from device_sim.sources import FaceSource, RenderedSource
 from device_sim.stats import FleetStats
 from edge_runtime import (
+    AnswerTimeout,
     Credentials,
     EdgeError,
     InboundMessage,
+    InferenceClient,
     MqttTransport,
     PayloadError,
     Request,
     Response,
+    RetryPolicy,
     ServiceInfo,
     Topics,
     Will,
-    decode_response,
     decode_service_info,
     encode_request,
 )
@@ -61,7 +63,8 @@ class CameraConfig:
     fps: float = 2.0
     jitter: float = 0.2
     in_flight: int = 1  # closed loop: requests kept outstanding
-    answer_timeout_s: float = 10.0
+    answer_timeout_s: float = 10.0  # give a request up as lost this long after its first send
+    retry_after_s: float = 1.0  # send a request again when no answer came within this (doubling)
     seed: int = 0
     start_delay_s: float = 0.0  # ramp-up: when this camera starts within the run
     report_interval_s: float = 1.0  # least time between two status reports
@@ -110,7 +113,8 @@ class Camera:
         self._topics = Topics(config.topic_root)
         self._rng = random.Random(config.seed)  # noqa: S311 - simulation, not security
         self._pending: dict[str, _Sent] = {}
-        self._unacked: set[asyncio.Future[None]] = set()  # requests the broker has not acked
+        self._calls: set[asyncio.Task[None]] = set()  # one per request waiting for its answer
+        self._client: InferenceClient | None = None
         self._info: asyncio.Future[ServiceInfo] | None = None
         self._counter = 0
         self._answered = asyncio.Event()
@@ -164,6 +168,19 @@ class Camera:
         loop = asyncio.get_running_loop()
         self._info = loop.create_future()
         transport = self._transport()
+        if self._client is None:
+            self._client = InferenceClient(
+                transport,
+                self._config.name,
+                topics=self._topics,
+                policy=RetryPolicy(
+                    first_wait_s=self._config.retry_after_s,
+                    max_wait_s=max(self._config.retry_after_s, 8.0),
+                    deadline_s=self._config.answer_timeout_s,
+                ),
+            )
+        else:  # a resumed session: requests waiting for answers go on over the new connection
+            self._client.transport = transport
         name = self._config.name
         drop_at = float("inf")
         if self._config.disconnect_every_s > 0:
@@ -173,7 +190,6 @@ class Camera:
         async with transport, asyncio.TaskGroup() as tg:
             background = [
                 tg.create_task(self._receive(transport), name=f"camera[{name}].receive"),
-                tg.create_task(self._expire(), name=f"camera[{name}].expire"),
                 tg.create_task(self._report(transport), name=f"camera[{name}].report"),
             ]
             async with asyncio.timeout(30):
@@ -184,10 +200,8 @@ class Camera:
             else:
                 await self._open_loop(transport, info, stop)
             if stop == drop_at and drop_at < end:
-                # Requests still in this client's hands would die with it: let the broker
-                # have them first. Answers are safe: the resumed session gets them.
-                if self._unacked:
-                    await asyncio.wait(set(self._unacked), timeout=5)
+                # Requests not yet with the broker are sent again after the reconnect (the
+                # client retries); answers are safe: the resumed session gets them.
                 transport.send_will_on_close()
                 for task in background:
                     task.cancel()
@@ -251,33 +265,34 @@ class Camera:
         self._pending[request_id] = _Sent(time.monotonic(), shot.faces[0][1], inject)
         self._stats.sent += 1
         self._stats.injected += inject
-        acked = transport.publish_nowait(self._topics.request(self._config.name), payload, qos=1)
-        self._unacked.add(acked)
-        acked.add_done_callback(self._unacked.discard)
+        if self._client is None:  # set by the session that sends
+            raise RuntimeError("camera sends before its session started")
+        call = asyncio.create_task(
+            self._call(self._client, request_id, payload), name=f"request[{request_id}]"
+        )
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
         return True
 
-    async def _expire(self) -> None:
-        """Count requests without an answer after the timeout as lost."""
-        timeout = self._config.answer_timeout_s
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            cutoff = time.monotonic() - timeout
-            expired = [rid for rid, sent in self._pending.items() if sent.at < cutoff]
-            for request_id in expired:
-                del self._pending[request_id]
-            if expired:
-                self._stats.lost += len(expired)
+    async def _call(self, client: InferenceClient, request_id: str, payload: bytes) -> None:
+        """Send one request (again, until its deadline, when no answer comes) and record it."""
+        try:
+            response = await client.infer_payload(request_id, payload)
+        except AnswerTimeout:
+            if self._pending.pop(request_id, None) is not None:
+                self._stats.lost += 1
                 self._answered.set()
+            return
+        self._answer(response)
 
     async def _await_answers(self) -> None:
-        deadline = time.monotonic() + self._config.answer_timeout_s
-        while self._pending and time.monotonic() < deadline:
-            self._answered.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    await self._answered.wait()
+        if self._calls:  # each gives up by itself at its deadline
+            await asyncio.wait(set(self._calls))
         self._stats.lost += len(self._pending)
         self._pending.clear()
+        if self._client is not None:
+            self._stats.retries += self._client.retries
+            self._client.retries = 0
 
     async def _report(self, transport: MqttTransport) -> None:
         """Publish the status on change, at most once per report interval."""
@@ -313,12 +328,11 @@ class Camera:
                 if self._info is not None and not self._info.done():
                     self._info.set_result(info)
                 return
-            response = decode_response(message.payload)
+            if self._client is not None:
+                self._client.handle(message)
         except (PayloadError, contract.CameraMessageError) as exc:
             self._stats.bad_messages += 1
             _LOGGER.warning("camera %s ignored a bad message: %s", self._config.name, exc)
-            return
-        self._answer(response)
 
     def _apply(self, control: contract.CameraControl) -> None:
         if control.capture_fps is not None and control.capture_fps != self.fps:
@@ -333,7 +347,7 @@ class Camera:
     def _answer(self, response: Response) -> None:
         sent = self._pending.pop(response.request_id, None)
         if sent is None:
-            return  # a duplicate (at-least-once) or an answer after the timeout
+            return  # an answer after the timeout
         self._answered.set()
         version = response.model.version if response.model else "?"
         self._stats.saw_version(version)

@@ -23,6 +23,7 @@ class FleetStats:
     sent: int = 0
     answered: int = 0
     lost: int = 0
+    retries: int = 0  # requests sent again because no answer came in time
     injected: int = 0  # fault-injected requests sent
     disconnects: int = 0  # injected connection drops
     frames_without_face: int = 0  # frames the detector found no face in (nothing sent)
@@ -78,6 +79,7 @@ class FleetStats:
             "answered": self.answered,
             "failed": self.failed,
             "lost": self.lost,
+            "retries": self.retries,
             "statuses": dict(self.statuses),
             "disconnects": self.disconnects,
             "frames_without_face": self.frames_without_face,
@@ -123,6 +125,7 @@ class FleetStats:
                     "sent",
                     "answered",
                     "lost",
+                    "retries",
                     "injected",
                     "disconnects",
                     "frames_without_face",

@@ -1,5 +1,6 @@
 """Edge inference runtime for KubeEdge: MQTT in, batched LiteRT/TensorFlow inference, MQTT out."""
 
+from edge_runtime.client import AnswerTimeout, InferenceClient, RetryPolicy
 from edge_runtime.codec import (
     decode_response,
     decode_service_info,
@@ -26,17 +27,20 @@ from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, W
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
+    "AnswerTimeout",
     "Credentials",
     "EdgeError",
     "FacePixels",
     "FaceResult",
     "InboundMessage",
+    "InferenceClient",
     "InputSpec",
     "ModelRef",
     "MqttTransport",
     "PayloadError",
     "Request",
     "Response",
+    "RetryPolicy",
     "Runtime",
     "ServiceInfo",
     "Settings",

@@ -75,6 +75,20 @@ class Metrics:
         self.connected = Gauge(
             "edge_mqtt_connected", "1 while connected to the broker.", registry=r
         )
+        self.duplicates = Counter(
+            "edge_duplicate_requests",
+            "Repeated request ids of a device (its retries), by what was done: in_progress "
+            "(acknowledged, its answer is on the way) or answered (answered again from the "
+            "recent answers, without running the model).",
+            ["outcome"],
+            registry=r,
+        )
+        self.broker_dropped = Gauge(
+            "edge_broker_dropped_messages",
+            "Messages the broker says it dropped since it started ($SYS/broker/publish/"
+            "messages/dropped: queues full, e.g. mosquitto's max_queued_messages).",
+            registry=r,
+        )
         self.response_topics_ignored = Counter(
             "edge_response_topics_ignored",
             "MQTT v5 Response Topics not honoured (answered on the device's result topic), "

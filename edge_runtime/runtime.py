@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime import codec
+from edge_runtime.answers import RecentAnswers, Seen
 from edge_runtime.backends.base import Model
 from edge_runtime.batching import BatchOutcome, Job, MicroBatcher
 from edge_runtime.errors import ConfigError, Overloaded, PayloadError
@@ -30,6 +31,7 @@ from edge_runtime.metrics import Metrics
 from edge_runtime.model_sync import ModelSync, Served
 from edge_runtime.settings import Settings, TwinLayout
 from edge_runtime.topics import (
+    BROKER_DROPPED_TOPIC,
     CONTENT_TYPE_JSON,
     CONTENT_TYPE_PROTOBUF,
     OFFLINE,
@@ -104,11 +106,13 @@ class Runtime:
         self.metrics.serving(model.ref.name, model.ref.version, model.variant)
         self.state = RuntimeState.CREATED
         self._stop = asyncio.Event()
+        self._recent = RecentAnswers(settings.limits.answer_cache_size)
+        self._broker_dropped_seen = 0
         self._publishing = 0
         self._published = asyncio.Event()
         self._published.set()
         mqtt = settings.mqtt
-        subscriptions = [(self._topics.request_filter, REQUEST_QOS)]
+        subscriptions = [(self._topics.request_filter, REQUEST_QOS), (BROKER_DROPPED_TOPIC, 0)]
         self._twin: TwinClient | None = None
         self._model_sync: ModelSync | None = None
         if settings.twin.enabled:
@@ -146,6 +150,7 @@ class Runtime:
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,
             connect_timeout_s=mqtt.connect_timeout_s,
+            receive_maximum=mqtt.receive_maximum,
             on_connect=self._announce,
         )
         batch = settings.batch
@@ -299,6 +304,9 @@ class Runtime:
     async def _ingest(self) -> None:
         async for message in self._transport.messages():
             try:
+                if message.topic == BROKER_DROPPED_TOPIC:
+                    self._broker_dropped(message.payload)
+                    continue
                 if self._twin is not None and message.topic.startswith("$hw/"):
                     if not self._twin.handle(message.topic, message.payload):
                         _LOGGER.info("ignoring twin message on %.200s", message.topic)
@@ -311,6 +319,20 @@ class Runtime:
                 _LOGGER.exception("failed handling a message on %.200s", message.topic)
                 self.metrics.rejected.labels("internal").inc()
                 self._transport.ack(message)
+
+    def _broker_dropped(self, payload: bytes) -> None:
+        try:
+            dropped = int(payload)
+        except ValueError:
+            return
+        if dropped > self._broker_dropped_seen:
+            _LOGGER.warning(
+                "the broker dropped %d messages since it started (queues full); devices that "
+                "retry get answers all the same",
+                dropped,
+            )
+        self._broker_dropped_seen = dropped
+        self.metrics.broker_dropped.set(dropped)
 
     def _handle(self, message: InboundMessage) -> None:
         limits = self._settings.limits
@@ -347,6 +369,15 @@ class Runtime:
         reply = self._reply_to(
             message, device, wire, received_at, request.request_id, request.captured_at_ms
         )
+        seen, answer = self._recent.begin(device, request.request_id)
+        if seen is not Seen.NEW:
+            # A device's retry: never run the model twice for one request.
+            self.metrics.duplicates.labels(seen.value).inc()
+            if answer is None:  # still being answered
+                self._transport.ack(message)
+            else:
+                self._send(reply, answer)
+            return
         try:
             self._batcher.submit(Job(request.faces, reply))
         except Overloaded as exc:
@@ -441,6 +472,11 @@ class Runtime:
         )
         self.metrics.requests.labels(status.name).inc()
         self.metrics.request_seconds.observe(elapsed)
+        self._recent.finish(reply.device, reply.request_id, response)
+        self._send(reply, response)
+
+    def _send(self, reply: _ReplyTo, response: Response) -> None:
+        """Publish ``response``; acknowledge the request once the broker has the answer."""
         payload = codec.encode_response(response, reply.wire)
         try:
             future = self._transport.publish_nowait(

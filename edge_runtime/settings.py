@@ -75,6 +75,12 @@ class MqttSettings:
     connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this.")
     reconnect_min_s: float = setting(0.5, "Smallest reconnect backoff (jittered).")
     reconnect_max_s: float = setting(30.0, "Largest reconnect backoff.")
+    receive_maximum: int = setting(
+        256,
+        "MQTT v5 Receive Maximum: most requests the broker hands the runtime before it "
+        "acknowledges some (flow control; the rest wait at the broker). Keep it at or below "
+        "batch.max_queue, or a backlog overflows the queue as RESOURCE_EXHAUSTED.",
+    )
     response_topic_filter: str = setting(
         "{root}/{device}/result/#",
         "Where a device may have its answers sent with an MQTT v5 Response Topic: a topic "
@@ -140,6 +146,11 @@ class LimitSettings:
     max_payload_bytes: int = setting(1_048_576, "Largest request payload.")
     max_faces_per_request: int = setting(8, "Most faces in one request.")
     max_face_side: int = setting(512, "Largest face height or width before resizing.")
+    answer_cache_size: int = setting(
+        10_000,
+        "OK answers kept per (device, request_id) so that a device's retry is answered again "
+        "without running the model; 0 turns deduplication off.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +421,18 @@ def _validate(s: Settings) -> None:
         ("twin.max_model_bytes", s.twin.max_model_bytes),
     ):
         _require(number > 0, key, number, "must be greater than 0")
+    _require(
+        1 <= s.mqtt.receive_maximum <= 65535,
+        "mqtt.receive_maximum",
+        s.mqtt.receive_maximum,
+        "must be 1..65535 (MQTT v5)",
+    )
+    _require(
+        s.limits.answer_cache_size >= 0,
+        "limits.answer_cache_size",
+        s.limits.answer_cache_size,
+        "must be 0 or more",
+    )
     _require(
         s.mqtt.session_expiry_s >= 0,
         "mqtt.session_expiry_s",

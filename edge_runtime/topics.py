@@ -15,6 +15,9 @@ REQUEST_QOS = 1
 RESULT_QOS = 1
 STATUS_QOS = 1
 
+# mosquitto (1.6 and 2.0) publishes how many messages it dropped, every sys_interval seconds.
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
 ONLINE = b"online"
 OFFLINE = b"offline"
 

@@ -237,6 +237,9 @@ class MqttTransport:
         reconnect_min_s: Smallest reconnect delay; jittered, doubles up to the max.
         reconnect_max_s: Largest reconnect delay.
         connect_timeout_s: Give up one TCP/TLS connection attempt after this.
+        receive_maximum: MQTT v5 Receive Maximum: the broker sends at most this many QoS 1
+            messages that are not yet acknowledged (0: the protocol's default, 65535). With
+            manual acks this bounds what waits in this process; the rest waits at the broker.
         on_connect: Called on the event loop after every successful (re)connect.
     """
 
@@ -255,8 +258,10 @@ class MqttTransport:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         connect_timeout_s: float = 10.0,
+        receive_maximum: int = 0,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
+        self._receive_maximum = receive_maximum
         self._on_connect_callback = on_connect
         self._address = BrokerAddress.parse(broker)
         self._client_id = client_id
@@ -325,6 +330,8 @@ class MqttTransport:
         self._closing = False
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho
         properties.SessionExpiryInterval = self._session_expiry_s
+        if self._receive_maximum:
+            properties.ReceiveMaximum = self._receive_maximum
         # Records where and how to connect; the supervisor connects (and reconnects).
         self._client.connect_async(
             self._address.host,

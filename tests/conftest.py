@@ -59,8 +59,10 @@ def _mosquitto() -> str | None:
     )
 
 
-def start_broker(directory: Path, port: int | None = None, conf: str | None = None) -> Broker:
-    binary = _mosquitto()
+def start_broker(
+    directory: Path, port: int | None = None, conf: str | None = None, binary: str | None = None
+) -> Broker:
+    binary = binary or _mosquitto()
     if binary is None:
         if os.environ.get("EDGE_REQUIRE_BROKER") == "1":
             pytest.fail("mosquitto is required (EDGE_REQUIRE_BROKER=1) but not installed")
@@ -81,6 +83,29 @@ def start_broker(directory: Path, port: int | None = None, conf: str | None = No
     pytest.fail(f"mosquitto did not start: {output!r}")
 
 
+def mosquitto_16() -> str:
+    """mosquitto 1.6.15, KubeEdge's broker, built from ../shared/brokers (once, seconds)."""
+    built = subprocess.run(
+        [str(REPO / "scripts" / "build-mosquitto-1.6")], capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        pytest.fail(f"cannot build mosquitto 1.6.15: {built.stderr}")
+    return str(REPO / built.stdout.strip())
+
+
+# KubeEdge's chart runs eclipse-mosquitto:1.6.15 with the image's default configuration: every
+# limit at its default (max_inflight_messages 20, max_queued_messages 100 per client).
+MOSQUITTO_16_DEFAULT_CONF = "listener {port} 127.0.0.1\n"
+
+
+def start_broker_16(directory: Path, port: int | None = None) -> Broker:
+    """mosquitto 1.6.15 with its default configuration on a free loopback port."""
+    port = port or free_port()
+    return start_broker(
+        directory, port, MOSQUITTO_16_DEFAULT_CONF.format(port=port), binary=mosquitto_16()
+    )
+
+
 def stop_broker(broker: Broker) -> None:
     broker.process.terminate()
     try:
@@ -98,6 +123,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     started = start_broker(tmp_path_factory.mktemp("broker"))
     yield started
     stop_broker(started)
+
+
+@pytest.fixture(scope="session")
+def broker16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """mosquitto 1.6.15 with KubeEdge's (default) configuration, for the whole session."""
+    started = start_broker_16(tmp_path_factory.mktemp("broker16"))
+    yield started
+    stop_broker(started)
+
+
+@pytest.fixture(params=["mosquitto-2.0", "mosquitto-1.6.15"])
+def any_broker(request: pytest.FixtureRequest) -> Broker:
+    """Each broker in turn: Debian's 2.0 with our settings, KubeEdge's 1.6.15 with its defaults."""
+    name = "broker" if request.param == "mosquitto-2.0" else "broker16"
+    broker: Broker = request.getfixturevalue(name)
+    return broker
 
 
 @pytest.fixture(scope="session")

@@ -140,3 +140,28 @@ async def test_fleet_across_processes_merges_its_measurements(broker, registry, 
     assert stats.histogram.get_total_count() == summary["answered"]
     assert len(stats.timeline) == summary["answered"]
     assert [e["event"] for e in summary["events"]] == ["first answer from 1.0.0"]
+
+
+async def test_a_closed_loop_fleet_loses_nothing_on_kubeedges_mosquitto(
+    broker16, registry, unique
+):
+    """30 cameras keeping 20 requests each in flight on mosquitto 1.6.15 with its defaults:
+    the broker drops past its limits, the cameras' client retries, nothing is lost."""
+    settings = make_settings(broker16.url, registry, unique)
+    stats = FleetStats()
+    await _run_fleet(
+        settings,
+        broker16,
+        stats,
+        f"{unique}-burst",
+        30,
+        3.0,
+        mode=Mode.CLOSED,
+        in_flight=20,
+        answer_timeout_s=30.0,
+    )
+    summary = stats.summary()
+    assert summary["sent"] >= 600
+    assert (summary["failed"], summary["lost"]) == (0, 0), summary
+    assert summary["answered"] == summary["sent"]
+    print(f"sent {summary['sent']}, retries {summary['retries']}")

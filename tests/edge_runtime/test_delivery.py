@@ -1,0 +1,172 @@
+"""End-to-end delivery: nothing lost on the broker KubeEdge ships (mosquitto 1.6.15, defaults)
+or on Debian's 2.0 with ours, under bursts far above the broker's queue; the model runs once
+per request however often a device retries it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from edge_runtime import (
+    AnswerTimeout,
+    InferenceClient,
+    MqttTransport,
+    Request,
+    RetryPolicy,
+    Status,
+    Topics,
+    encode_request,
+)
+from tests.helpers import device, face, make_settings, running_runtime
+
+pytestmark = pytest.mark.integration
+
+# 30 devices, each with up to 20 requests in flight at once (paho's window): about 600 offered to
+# the runtime at a time, beyond the 256 it takes (Receive Maximum) plus the 100 mosquitto 1.6.15
+# queues for it.
+DEVICES = 30
+BURST = 40
+
+
+def _sample(runtime, name: str, **labels: str) -> float:
+    return runtime.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+@contextlib.asynccontextmanager
+async def _client(
+    url: str, root: str, name: str, policy: RetryPolicy
+) -> AsyncIterator[InferenceClient]:
+    topics = Topics(root)
+    transport = MqttTransport(
+        url, client_id=f"dev-{name}-{id(topics)}", clean_start=True, session_expiry_s=0
+    )
+    client = InferenceClient(transport, name, topics=topics, policy=policy)
+    for topic, qos in client.subscriptions:
+        transport.subscribe(topic, qos)
+    async with transport:
+        await transport.wait_connected(10)
+        receiver = asyncio.create_task(client.receive())
+        try:
+            yield client
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+
+async def test_a_burst_without_retries_loses_requests_on_mosquitto_16(broker16, registry, unique):
+    """The problem, measured: QoS 1 alone loses requests on KubeEdge's broker under a burst."""
+    settings = make_settings(broker16.url, registry, unique)
+    async with running_runtime(settings), contextlib.AsyncExitStack() as stack:
+        cams = [
+            await stack.enter_async_context(device(broker16.url, settings.topic_root, f"cam{d}"))
+            for d in range(DEVICES)
+        ]
+        sends = [
+            cam.transport.publish_nowait(
+                cam.request_topic(), encode_request(Request(f"r{i}", cam.name, 0, (face(i),)))
+            )
+            for i in range(BURST)
+            for cam in cams
+        ]
+        await asyncio.gather(*sends)
+        answered: set[tuple[str, str]] = set()
+
+        async def collect(cam) -> None:
+            while True:
+                answered.add((cam.name, (await cam.responses.get())[1].request_id))
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(8), asyncio.TaskGroup() as tg:
+                for cam in cams:
+                    tg.create_task(collect(cam))
+    assert len(answered) < len(sends), "mosquitto 1.6.15 kept everything: the test proves nothing"
+
+
+async def test_a_burst_far_above_the_broker_queue_loses_nothing_with_retries(
+    any_broker, registry, unique, loop_errors
+):
+    settings = make_settings(any_broker.url, registry, unique)
+    policy = RetryPolicy(first_wait_s=1.0, max_wait_s=4.0, deadline_s=60.0)
+    async with running_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                _client(any_broker.url, settings.topic_root, f"cam{d}", policy)
+            )
+            for d in range(DEVICES)
+        ]
+        calls = [
+            client.infer(Request(f"cam{d}-{i}", f"cam{d}", 0, (face(i),)))
+            for d, client in enumerate(clients)
+            for i in range(BURST)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        faces = _sample(runtime, "edge_faces_total")
+        duplicates = sum(
+            _sample(runtime, "edge_duplicate_requests_total", outcome=o)
+            for o in ("in_progress", "answered")
+        )
+    lost = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not lost, f"{len(lost)} lost, e.g. {lost[0]!r}"
+    assert all(o.status is Status.OK for o in outcomes), {o.status for o in outcomes}
+    assert faces == DEVICES * BURST  # the model ran once per request, retries or not
+    retries = sum(c.retries for c in clients)
+    print(f"{any_broker.url}: retries {retries}, duplicates seen by the runtime {duplicates}")
+
+
+async def test_a_repeated_request_id_is_answered_without_running_the_model_again(
+    broker, registry, unique
+):
+    settings = make_settings(broker.url, registry, unique)
+    async with (
+        running_runtime(settings) as runtime,
+        device(broker.url, settings.topic_root, "cam") as cam,
+    ):
+        request = Request("once", "cam", 7, (face(1),))
+        await cam.send(request)
+        (first,) = await cam.receive(1)
+        await cam.send(request)  # the device did not get the answer in time and retries
+        (again,) = await cam.receive(1)
+        await cam.send(Request("other", "cam", 7, (face(2),)))
+        await cam.receive(1)
+        faces = _sample(runtime, "edge_faces_total")
+        answered_again = _sample(runtime, "edge_duplicate_requests_total", outcome="answered")
+    assert first.status is Status.OK
+    assert again == first
+    assert faces == 2
+    assert answered_again == 1
+
+
+async def test_a_retry_of_a_request_in_progress_runs_the_model_once(broker, registry, unique):
+    settings = make_settings(broker.url, registry, unique, **{"batch.max_wait_s": 0.2})
+    async with (
+        running_runtime(settings) as runtime,
+        device(broker.url, settings.topic_root, "cam") as cam,
+    ):
+        payload = encode_request(Request("twice", "cam", 0, (face(1),)))
+        await cam.send(payload)
+        await cam.send(payload)  # arrives while the first waits 0.2 s for its batch
+        (answer,) = await cam.receive(1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await cam.responses.get()
+                pytest.fail("a retry of a request in progress was answered twice")
+        faces = _sample(runtime, "edge_faces_total")
+        in_progress = _sample(runtime, "edge_duplicate_requests_total", outcome="in_progress")
+        unacked = runtime.transport.unacked
+    assert answer.status is Status.OK
+    assert faces == 1
+    assert in_progress == 1
+    assert unacked == 0
+
+
+async def test_a_request_nobody_answers_times_out_after_its_retries(broker, unique):
+    async with _client(
+        broker.url, f"nobody-{unique}/v1", "cam", RetryPolicy(0.2, 0.4, 1.5)
+    ) as client:
+        with pytest.raises(AnswerTimeout):
+            await client.infer(Request("void", "cam", 0, (face(1),)))
+    assert client.retries >= 2
