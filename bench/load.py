@@ -19,9 +19,9 @@ import paho.mqtt.client as mqtt
 from hdrh.histogram import HdrHistogram
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_sim.faces import FaceRenderer
 from device_sim.preprocessing import crop_face
 from edge_runtime import InputSpec
+from edgeinfer.faces import FaceRenderer
 from edgeinfer.v1 import inference_pb2 as pb
 
 

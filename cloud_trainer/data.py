@@ -196,7 +196,7 @@ def load_image_folder(root: Path, *, side: int = 64) -> DataSet:
 
 def synthetic(count: int, *, seed: int = 7, side: int = 64) -> DataSet:
     """The simulator's rendered faces: ``count`` for train, a quarter each for val and test."""
-    from device_sim.faces import FaceRenderer
+    from edgeinfer.faces import FaceRenderer
 
     held_out = max(count // 4, 2 * len(FER_LABELS))
     splits = {

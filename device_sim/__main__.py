@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from device_sim.devices import camera_devices
-from device_sim.faces import EMOTIONS
 from device_sim.fleet import run_scenario
 from device_sim.plots import write_plots
 from device_sim.scenario import Scenario, ScenarioError, build_scenario, load_scenario
 from device_sim.sources import SourceError
 from device_sim.stats import FleetStats
 from edge_runtime import Response
+from edgeinfer.faces import EMOTIONS
 
 _CONSOLE = Console()
 # Scenario fields the command line may set; given with --scenario, they override the file.

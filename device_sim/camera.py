@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from device_sim.faces import EMOTIONS
 from device_sim.preprocessing import crop_face
 from device_sim.sources import FaceSource, RenderedSource
 from device_sim.stats import FleetStats
@@ -38,6 +37,7 @@ from edge_runtime import (
     encode_request,
 )
 from edgeinfer import camera as contract
+from edgeinfer.faces import EMOTIONS
 from edgeinfer.v1 import inference_pb2
 
 _LOGGER = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from device_sim.faces import EMOTIONS, FaceRenderer
 from device_sim.preprocessing import Box, FaceDetector, to_gray
+from edgeinfer.faces import EMOTIONS, FaceRenderer
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
 SYNTHETIC = "synthetic"

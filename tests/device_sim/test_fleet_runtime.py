@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from device_sim.camera import Camera, CameraConfig, Mode
-from device_sim.faces import EMOTIONS
 from device_sim.fleet import run_scenario
 from device_sim.scenario import build_scenario
 from device_sim.stats import FleetStats
 from edge_runtime import Response
 from edge_runtime.settings import Settings
+from edgeinfer.faces import EMOTIONS
 from tests.conftest import Broker
 from tests.helpers import make_settings, running_runtime
 
@@ -142,9 +142,7 @@ async def test_fleet_across_processes_merges_its_measurements(broker, registry, 
     assert [e["event"] for e in summary["events"]] == ["first answer from 1.0.0"]
 
 
-async def test_a_closed_loop_fleet_loses_nothing_on_kubeedges_mosquitto(
-    broker16, registry, unique
-):
+async def test_a_closed_loop_fleet_loses_nothing_on_kubeedges_mosquitto(broker16, registry, unique):
     """30 cameras keeping 20 requests each in flight on mosquitto 1.6.15 with its defaults:
     the broker drops past its limits, the cameras' client retries, nothing is lost."""
     settings = make_settings(broker16.url, registry, unique)

@@ -12,10 +12,10 @@ import pytest
 
 from device_sim.camera import Camera, CameraConfig
 from device_sim.devices import camera_definition
-from device_sim.faces import EMOTIONS
 from device_sim.stats import FleetStats
 from edge_runtime import MqttTransport
 from edgeinfer import camera as contract
+from edgeinfer.faces import EMOTIONS
 from edgeinfer.twins import CAMERA_TWIN_TYPES, LAST_EMOTION
 from kubeedge_twin import DeviceRef, EdgecoreStandIn, Layout, TwinStore, TwinTopics
 from kubeedge_twin.topics import TWIN_UPDATE_DELTA

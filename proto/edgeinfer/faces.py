@@ -1,7 +1,9 @@
 """Synthetic labelled faces for all seven FER2013 emotions, deterministic by seed.
 
-The cloud trainer renders its synthetic data set with the same renderer, so the simulator
-can measure accuracy against known labels.
+Shared by the simulator (its cameras' frames) and the cloud trainer (its synthetic data set),
+so the simulator can measure accuracy against known labels. A contract module, apart from the
+simulator: the trainer's extra must not need the simulator's camera stack. Needs OpenCV
+(both extras have it); ``edgeinfer`` itself does not import it.
 """
 
 from __future__ import annotations
