@@ -112,7 +112,10 @@ class Runtime:
         self._published = asyncio.Event()
         self._published.set()
         mqtt = settings.mqtt
-        subscriptions = [(self._topics.request_filter, REQUEST_QOS), (BROKER_DROPPED_TOPIC, 0)]
+        subscriptions = [
+            (self._topics.request_subscription(mqtt.share_group), REQUEST_QOS),
+            (BROKER_DROPPED_TOPIC, 0),
+        ]
         self._twin: TwinClient | None = None
         self._model_sync: ModelSync | None = None
         if settings.twin.enabled:
@@ -144,13 +147,17 @@ class Runtime:
                 mqtt.key_file,
             ),
             keepalive_s=mqtt.keepalive_s,
-            session_expiry_s=mqtt.session_expiry_s,
-            clean_start=False,
+            # mosquitto hands a shared subscription's messages round-robin to every member
+            # with a session, connected or not (src/subs.c: subs__shared_process): a replica
+            # that died with a kept session would swallow its share until the session expired.
+            session_expiry_s=0 if mqtt.share_group else mqtt.session_expiry_s,
+            clean_start=bool(mqtt.share_group),
             manual_ack=True,
             reconnect_min_s=mqtt.reconnect_min_s,
             reconnect_max_s=mqtt.reconnect_max_s,
             connect_timeout_s=mqtt.connect_timeout_s,
             receive_maximum=mqtt.receive_maximum,
+            max_outgoing_inflight=0,  # every answer goes out at once, before its request's ack
             on_connect=self._announce,
         )
         batch = settings.batch
@@ -476,7 +483,15 @@ class Runtime:
         self._send(reply, response)
 
     def _send(self, reply: _ReplyTo, response: Response) -> None:
-        """Publish ``response``; acknowledge the request once the broker has the answer."""
+        """Publish ``response`` and acknowledge its request behind it.
+
+        The request's PUBACK is queued after the answer's PUBLISH on the same connection (the
+        transport sends every publish at once, in order), so the broker cannot see the
+        request acknowledged without having the answer first: TCP keeps the order. A lost
+        connection voids the ack, and the broker redelivers the request. Acknowledging now,
+        not at the answer's PUBACK, lets the transport stop reading the socket for flow
+        control without waiting for PUBACKs that would arrive on it.
+        """
         payload = codec.encode_response(response, reply.wire)
         try:
             future = self._transport.publish_nowait(
@@ -493,21 +508,18 @@ class Runtime:
             _LOGGER.warning("cannot answer %s on %.200s: %s", reply.device, reply.topic, exc)
             self._transport.ack(reply.message)
             return
+        self._transport.ack(reply.message)
         self._publishing += 1
         self._published.clear()
-        future.add_done_callback(lambda f: self._answered(reply.message, f))
+        future.add_done_callback(self._answered)
 
-    def _answered(self, message: InboundMessage, future: asyncio.Future[None]) -> None:
+    def _answered(self, future: asyncio.Future[None]) -> None:
         self._publishing -= 1
         if self._publishing == 0:
             self._published.set()
-        if future.cancelled():
-            return  # shutting down before the broker acknowledged: the request is redelivered
-        if future.exception() is not None:
+        if not future.cancelled() and future.exception() is not None:
             self.metrics.publish_failures.inc()
             _LOGGER.warning("response publish failed: %s", future.exception())
-        # Acknowledge the request only once its answer is with the broker.
-        self._transport.ack(message)
 
     def _observe_batch(self, faces: int, inference_s: float) -> None:
         self.metrics.batch_size.observe(faces)

@@ -75,6 +75,13 @@ class MqttSettings:
     connect_timeout_s: float = setting(10.0, "Give up a connection attempt after this.")
     reconnect_min_s: float = setting(0.5, "Smallest reconnect backoff (jittered).")
     reconnect_max_s: float = setting(30.0, "Largest reconnect backoff.")
+    share_group: str = setting(
+        "",
+        "Run as one of several replicas sharing the requests through the MQTT v5 shared "
+        "subscription $share/<group>/...; empty: one runtime takes all. Replicas use "
+        "throw-away sessions (a dead replica's kept session would go on receiving its share).",
+        flag="--share-group",
+    )
     receive_maximum: int = setting(
         256,
         "MQTT v5 Receive Maximum: most requests the broker hands the runtime before it "
@@ -421,6 +428,12 @@ def _validate(s: Settings) -> None:
         ("twin.max_model_bytes", s.twin.max_model_bytes),
     ):
         _require(number > 0, key, number, "must be greater than 0")
+    _require(
+        not s.mqtt.share_group or bool(_SEGMENT.match(s.mqtt.share_group)),
+        "mqtt.share_group",
+        s.mqtt.share_group,
+        "use 1-128 of a-z A-Z 0-9 - _ . : @ (a topic segment)",
+    )
     _require(
         1 <= s.mqtt.receive_maximum <= 65535,
         "mqtt.receive_maximum",

@@ -57,6 +57,12 @@ class Topics:
         """Subscription filter matching every device's request topic."""
         return f"{self.root}/+/request"
 
+    def request_subscription(self, share_group: str = "") -> str:
+        """What a runtime subscribes to: every request, or its share of them in a group."""
+        if share_group:
+            return f"$share/{segment(share_group)}/{self.request_filter}"
+        return self.request_filter
+
     def info(self, runtime_id: str) -> str:
         """Retained ServiceInfo of a runtime."""
         return f"{self.root}/runtime/{segment(runtime_id)}/info"

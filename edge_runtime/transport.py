@@ -27,13 +27,13 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.errors import BrokerUnavailable, ConfigError
+from edge_runtime.paho_client import PahoClient
 
 _LOGGER = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 2.0
@@ -102,85 +102,6 @@ def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _Client(mqtt.Client):
-    """paho's client with fewer system calls per packet (two private paho hooks, pinned).
-
-    paho reads each packet with three or four ``recv`` calls (type byte, length bytes one at a
-    time, body) and sends each packet with its own ``send``; at hundreds of requests per second
-    those calls were a large share of the runtime's CPU. Here one ``recv`` fills a buffer the
-    next packets are cut from, and packets queued together leave in one ``send``.
-    """
-
-    _READ_SIZE = 65536
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._buffer = b""
-        self._offset = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket and not yet parsed."""
-        return len(self._buffer) - self._offset
-
-    def discard_buffer(self) -> None:
-        """Forget unparsed bytes (a new connection starts)."""
-        self._buffer, self._offset = b"", 0
-
-    def loop_write(self) -> MQTTErrorCode:
-        """Write queued packets, those that need no per-packet callback joined into one send."""
-        _coalesce(self._out_packet)
-        return super().loop_write()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        if self._offset >= len(self._buffer):
-            self._buffer, self._offset = super()._sock_recv(self._READ_SIZE), 0
-            if not self._buffer:
-                return b""  # the broker closed the connection
-        chunk = self._buffer[self._offset : self._offset + bufsize]
-        self._offset += len(chunk)
-        return chunk
-
-
-def _coalesce(queue: collections.deque[Any]) -> None:
-    """Join queued packets into one write: paho sends each packet with its own send()."""
-    if len(queue) < 2:
-        return
-    merged: list[Any] = []
-    run: list[bytes] = []
-    for packet in queue:
-        command = packet["command"] & 0xF0
-        plain = (
-            packet["pos"] == 0
-            and command != DISCONNECT
-            and not (command == PUBLISH and packet["qos"] == 0)
-        )
-        if plain:
-            run.append(packet["packet"])
-            continue
-        if run:
-            merged.append(_joined(run))
-            run = []
-        merged.append(packet)
-    if run:
-        merged.append(_joined(run))
-    queue.clear()
-    queue.extend(merged)
-
-
-def _joined(packets: list[bytes]) -> dict[str, Any]:
-    data = b"".join(packets)
-    return {
-        "command": PUBACK,
-        "mid": 0,
-        "qos": 1,
-        "pos": 0,
-        "to_process": len(data),
-        "packet": data,
-        "info": None,
-    }
-
-
 def _publish_properties(content_type: str) -> Properties:
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call] # paho
     if content_type:
@@ -240,6 +161,11 @@ class MqttTransport:
         receive_maximum: MQTT v5 Receive Maximum: the broker sends at most this many QoS 1
             messages that are not yet acknowledged (0: the protocol's default, 65535). With
             manual acks this bounds what waits in this process; the rest waits at the broker.
+            With manual acks the transport also stops reading the socket while this many are
+            held: mosquitto 2.0.11 exceeds a client's Receive Maximum once acks flow (measured:
+            1,800 unacknowledged of 3,000 sent with a maximum of 64; 1.6.15 kept to it).
+        max_outgoing_inflight: QoS 1 publishes paho sends before their PUBACKs come (0: no
+            limit, every publish goes out at once and in call order; paho's default 20).
         on_connect: Called on the event loop after every successful (re)connect.
     """
 
@@ -259,6 +185,7 @@ class MqttTransport:
         reconnect_max_s: float = 30.0,
         connect_timeout_s: float = 10.0,
         receive_maximum: int = 0,
+        max_outgoing_inflight: int = 20,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._receive_maximum = receive_maximum
@@ -272,6 +199,7 @@ class MqttTransport:
         self._manual_ack = manual_ack
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading: int | None = None  # the socket's fd while the loop watches it for reads
         self._loop_thread = 0
         self._supervisor: asyncio.Task[None] | None = None
         self._socket_closed = asyncio.Event()
@@ -284,7 +212,7 @@ class MqttTransport:
         self.subscribed = asyncio.Event()
         self._closing = False
         self._will_on_close = False
-        self._client = _Client(
+        self._client = PahoClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -304,6 +232,7 @@ class MqttTransport:
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.connect_timeout = connect_timeout_s
+        self._client.max_inflight_messages_set(max_outgoing_inflight)
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
@@ -434,12 +363,15 @@ class MqttTransport:
         if self._closing:  # a connect that finished after close: nobody will read it
             sock.close()
         elif self._loop is not None and sock.fileno() >= 0:
-            self._loop.add_reader(sock.fileno(), self._readable)
+            self._reading = sock.fileno()
+            self._loop.add_reader(self._reading, self._readable)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         self._on_loop(self._unwatch, sock.fileno())
 
     def _unwatch(self, fileno: int) -> None:
+        if fileno == self._reading:
+            self._reading = None
         if self._loop is not None and fileno >= 0:
             self._loop.remove_reader(fileno)
             self._loop.remove_writer(fileno)
@@ -459,7 +391,7 @@ class MqttTransport:
     def _readable(self) -> None:
         client = self._client
         try:
-            while client.loop_read() == mqtt.MQTT_ERR_SUCCESS:
+            while not self._full() and client.read_packet() == mqtt.MQTT_ERR_SUCCESS:
                 sock = client.socket()
                 # Packets already read (by us, or decrypted by TLS) are not signalled again.
                 if sock is None or not (
@@ -468,6 +400,20 @@ class MqttTransport:
                     break
         except Exception:
             _LOGGER.exception("error handling data from broker %s", self.endpoint)
+        if self._full() and self._loop is not None and self._reading is not None:
+            # Flow control: the rest waits in the socket and at the broker until acks free room.
+            self._loop.remove_reader(self._reading)
+
+    def _full(self) -> bool:
+        return bool(self._receive_maximum) and len(self._acks) >= self._receive_maximum
+
+    def _resume_reading(self) -> None:
+        """After acks freed room: watch the socket again and take what was already read."""
+        if self._full() or self._loop is None or self._reading is None:
+            return
+        self._loop.add_reader(self._reading, self._readable)
+        if self._client.buffered:
+            self._loop.call_soon(self._readable)
 
     def _writable(self) -> None:
         try:
@@ -631,7 +577,10 @@ class MqttTransport:
         """Acknowledge a message taken with manual acks (in arrival order)."""
         if not self._manual_ack or message.qos == 0 or message.generation != self._generation:
             return
+        was_full = self._full()
         self._acks.done(message.mid)
+        if was_full:
+            self._resume_reading()
 
     @property
     def connections(self) -> int:

@@ -170,3 +170,41 @@ async def test_a_request_nobody_answers_times_out_after_its_retries(broker, uniq
         with pytest.raises(AnswerTimeout):
             await client.infer(Request("void", "cam", 0, (face(1),)))
     assert client.retries >= 2
+
+
+async def test_a_flood_reaches_the_runtime_only_as_fast_as_it_answers(any_broker, registry, unique):
+    """3,000 requests published at once by 30 devices: the broker hands them over at most
+    Receive Maximum at a time, so the process holds a bounded number and none overflows the
+    batch queue as RESOURCE_EXHAUSTED (before: all at once, and part of them refused)."""
+    settings = make_settings(
+        any_broker.url, registry, unique, **{"mqtt.receive_maximum": 64, "batch.max_queue": 64}
+    )
+    policy = RetryPolicy(first_wait_s=2.0, max_wait_s=4.0, deadline_s=60.0)
+    held: list[int] = []
+    async with running_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                _client(any_broker.url, settings.topic_root, f"cam{d}", policy)
+            )
+            for d in range(30)
+        ]
+
+        async def sample() -> None:
+            while True:
+                held.append(runtime.transport.unacked)  # inbox included
+                await asyncio.sleep(0.002)
+
+        sampler = asyncio.create_task(sample())
+        outcomes = await asyncio.gather(
+            *(
+                client.infer(Request(f"cam{d}-{i}", f"cam{d}", 0, (face(i),)))
+                for d, client in enumerate(clients)
+                for i in range(100)
+            ),
+            return_exceptions=True,
+        )
+        sampler.cancel()
+        exhausted = _sample(runtime, "edge_requests_total", status="RESOURCE_EXHAUSTED")
+    assert all(not isinstance(o, BaseException) and o.status is Status.OK for o in outcomes)
+    assert exhausted == 0
+    assert max(held) <= 64, max(held)
