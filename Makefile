@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test lint proto bench images clean
+.PHONY: setup models demo test soak lint proto bench images clean
 
 setup:
 	scripts/bootstrap
@@ -11,6 +11,10 @@ demo: setup
 
 test: setup
 	scripts/test
+
+# The long fault, delivery and fuzzing runs, with the table of figures the README shows.
+soak: setup
+	scripts/soak
 
 lint: setup
 	scripts/check

@@ -1,0 +1,212 @@
+"""Faults under load, each with figures (sent, answered, lost, duplicates): the runtime killed and
+restarted, the broker restarted with persistence, the broker paused beyond keepalive, the model
+store down during a push, the model cache unwritable. Devices use the retry client; lost must
+be 0. `make soak` runs the same scenarios longer and prints the table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud_trainer.push import desired_twins
+from cloud_trainer.registry import ArtefactFile, register
+from cloud_trainer.store import ModelStore
+from edgeinfer.twins import MODEL_STATUS
+from kubeedge_twin import EdgecoreStandIn, Layout
+from tests.conftest import REPO, free_port, mosquitto_16, start_broker, stop_broker
+from tests.faults import Figures, Load, peak_rss_mb, seconds
+from tests.helpers import make_settings, running_runtime, standin
+
+pytestmark = pytest.mark.integration
+
+
+def _runtime(url: str, registry: Path, unique: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime",
+            "--broker",
+            url,
+            "--runtime-id",
+            f"rt-{unique}",
+            "--topic-root",
+            f"faults-{unique}/v1",
+            "--model-registry",
+            str(registry),
+            "--model-version",
+            "1.0.0",
+            "--metrics-port",
+            "0",
+            "--twin-enabled",
+            "false",
+            "--mqtt-reconnect-max-s",
+            "1",
+            *extra,
+        ],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_runtime_sigkilled_and_restarted_mid_load(any_broker, registry, unique):
+    version = "1.6.15" if "1.6.15" in str(any_broker.process.args) else "2.0"
+    figures = Figures(f"runtime SIGKILL + restart (mosquitto {version})")
+    runtime = _runtime(any_broker.url, registry, unique)
+    try:
+        async with Load(any_broker.url, f"faults-{unique}/v1", unique, figures):
+            await asyncio.sleep(seconds(2.0))
+            figures.peak_rss_mb = peak_rss_mb(runtime.pid)
+            runtime.send_signal(signal.SIGKILL)
+            runtime.wait(10)
+            await asyncio.sleep(1.0)
+            runtime = _runtime(any_broker.url, registry, unique)  # same id: resumes the session
+            await asyncio.sleep(seconds(3.0))
+            figures.peak_rss_mb = max(figures.peak_rss_mb, peak_rss_mb(runtime.pid))
+    finally:
+        _stop(runtime)
+    figures.report()
+    assert figures.lost == 0, figures
+    assert figures.not_ok == {}, figures
+    assert figures.answered == figures.sent
+
+
+def _persistent_broker_conf(port: int, directory: Path, version: str) -> str:
+    conf = f"listener {port} 127.0.0.1\npersistence true\npersistence_location {directory}/\n"
+    if version == "2.0":
+        conf += "allow_anonymous true\nset_tcp_nodelay true\nmax_queued_messages 0\nuser root\n"
+    return conf
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.6.15"])
+async def test_broker_restarted_with_persistence_mid_load(version, registry, unique, tmp_path):
+    figures = Figures(f"broker restart with persistence (mosquitto {version})")
+    port = free_port()
+    binary = mosquitto_16() if version == "1.6.15" else None
+    conf = _persistent_broker_conf(port, tmp_path, version)
+    broker = start_broker(tmp_path, port, conf, binary=binary)
+    settings = make_settings(broker.url, registry, unique)
+    try:
+        async with (
+            running_runtime(settings),
+            Load(broker.url, settings.topic_root, unique, figures),
+        ):
+            await asyncio.sleep(seconds(2.0))
+            stop_broker(broker)  # SIGTERM: mosquitto saves its sessions and queues
+            await asyncio.sleep(1.0)
+            broker = start_broker(tmp_path, port, conf, binary=binary)
+            await asyncio.sleep(seconds(4.0))
+    finally:
+        stop_broker(broker)
+    figures.report()
+    assert figures.lost == 0, figures
+    assert figures.not_ok == {}, figures
+
+
+async def test_broker_paused_longer_than_keepalive(registry, unique, tmp_path):
+    figures = Figures("broker paused beyond keepalive (mosquitto 2.0)")
+    broker = start_broker(tmp_path)
+    settings = make_settings(broker.url, registry, unique, **{"mqtt.keepalive_s": 2})
+    try:
+        async with (
+            running_runtime(settings) as runtime,
+            Load(broker.url, settings.topic_root, unique, figures, keepalive_s=2),
+        ):
+            await asyncio.sleep(seconds(1.5))
+            connections = runtime.transport.connections
+            broker.process.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(5.0)  # 2.5 keepalives: every client gives the connection up
+            broker.process.send_signal(signal.SIGCONT)
+            await asyncio.sleep(seconds(4.0))
+            reconnected = runtime.transport.connections > connections
+    finally:
+        stop_broker(broker)
+    figures.report()
+    assert reconnected
+    assert figures.lost == 0, figures
+    assert figures.not_ok == {}, figures
+
+
+@pytest.fixture(scope="module")
+def push_registry(registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with 1.0.0 and 1.1.0 (the same weights)."""
+    root = tmp_path_factory.mktemp("push-registry")
+    shutil.copytree(registry / "emotion" / "1.0.0", root / "emotion" / "1.0.0")
+    source = root / "emotion" / "1.0.0" / "model.tflite"
+    files = [ArtefactFile(source, "model.tflite", "tflite", "float32")]
+    register(root, name="emotion", version="1.1.0", files=files, height=64, width=64)
+    return root
+
+
+@pytest.mark.parametrize("fault", ["store down", "cache unwritable"])
+async def test_a_push_that_cannot_land_leaves_the_old_model_serving(
+    fault, broker, push_registry, unique, tmp_path
+):
+    """The model store is down during a push, or the model cache cannot be written: the
+    runtime reports failed:<reason>, keeps serving 1.0.0 and loses no request."""
+    figures = Figures(f"push with the model {fault}")
+    cache = tmp_path / "cache"
+    if fault == "cache unwritable":
+        # Root ignores file modes: a plain file where the cache's parent directory should be.
+        (tmp_path / "not-a-directory").write_text("")
+        cache = tmp_path / "not-a-directory" / "cache"
+    settings = make_settings(
+        broker.url,
+        push_registry,
+        unique,
+        **{"twin.enabled": True, "twin.cache_dir": str(cache), "twin.fetch_timeout_s": 3.0},
+    )
+    store = ModelStore(push_registry)
+    store.start()
+    wanted = desired_twins(push_registry, "emotion", "1.1.0", store.url)
+    if fault == "store down":
+        store.stop()
+    device_id = settings.twin_device
+    try:
+        with standin(broker, Layout.V1_4, device_id) as edgecore:
+            async with (
+                running_runtime(settings) as runtime,
+                Load(broker.url, settings.topic_root, unique, figures),
+            ):
+                await asyncio.sleep(seconds(1.0))
+                edgecore.set_desired(device_id, wanted)
+                async with asyncio.timeout(30):
+                    while not _reported(edgecore, device_id).startswith("failed:"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(seconds(1.0))
+                serving = runtime.model.ref.version
+                status = _reported(edgecore, device_id)
+    finally:
+        if fault != "store down":
+            store.stop()
+    figures.report()
+    assert serving == "1.0.0"
+    assert status.startswith("failed:"), status
+    assert figures.lost == 0, figures
+    assert figures.not_ok == {}, figures
+
+
+def _reported(edgecore: EdgecoreStandIn, device_id: str) -> str:
+    device = edgecore.engine.device(device_id)
+    assert device is not None
+    twin = device.twins.get(MODEL_STATUS)
+    return twin.actual.value if twin is not None and twin.actual is not None else ""
