@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -131,6 +132,9 @@ def download(
     Raises:
         ModelRejected: on any fetch, checksum or manifest problem.
     """
+    if not re.fullmatch(r"[0-9a-f]{64}", manifest_sha256):
+        # Also the cache directory's name: nothing else may reach the file system.
+        raise ModelRejected(version, "model_sha256 is not a lowercase hex sha256")
     cached = cache.manifest(manifest_sha256)
     if cached is not None:
         manifest_bytes = (cached.directory / MANIFEST_NAME).read_bytes()

@@ -6,11 +6,14 @@ be 0. `make soak` runs the same scenarios longer and prints the table."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,11 +21,12 @@ import pytest
 from cloud_trainer.push import desired_twins
 from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.store import ModelStore
+from edge_runtime import Request, Status, encode_request
 from edgeinfer.twins import MODEL_STATUS
 from kubeedge_twin import EdgecoreStandIn, Layout
 from tests.conftest import REPO, free_port, mosquitto_16, start_broker, stop_broker
 from tests.faults import Figures, Load, peak_rss_mb, seconds
-from tests.helpers import make_settings, running_runtime, standin
+from tests.helpers import device, face, make_settings, running_runtime, standin
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +214,88 @@ def _reported(edgecore: EdgecoreStandIn, device_id: str) -> str:
     assert device is not None
     twin = device.twins.get(MODEL_STATUS)
     return twin.actual.value if twin is not None and twin.actual is not None else ""
+
+
+async def test_overload_far_beyond_capacity_is_bounded_and_recovers(broker, registry, unique):
+    """10,000 requests published as fast as four clients can, several times what the runtime
+    answers per second: the runtime holds at most Receive Maximum of them (the rest wait at the
+    broker), its memory stays flat, requests it took are answered promptly, and every request
+    is answered once the flood has drained."""
+    flood = 10_000
+    root = f"faults-{unique}/v1"
+    figures = Figures("overload: 10,000 requests at once (mosquitto 2.0)")
+    port = free_port()
+    runtime = _runtime(
+        broker.url, registry, unique, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"
+    )
+    try:
+        await _ready(port)
+        idle_mb = peak_rss_mb(runtime.pid)
+        async with contextlib.AsyncExitStack() as stack:
+            cams = [
+                await stack.enter_async_context(device(broker.url, root, f"flood{d}"))
+                for d in range(4)
+            ]
+            for cam in cams:
+                cam.transport._client.max_inflight_messages_set(0)  # flood, unthrottled
+            started = time.monotonic()
+            for i in range(flood):
+                cam = cams[i % len(cams)]
+                cam.transport.publish_nowait(
+                    cam.request_topic(), encode_request(Request(f"f{i}", cam.name, 0, (face(i),)))
+                )
+                if i % 200 == 0:
+                    await asyncio.sleep(0)  # let the writes go out
+            figures.sent = flood
+            published_s = time.monotonic() - started
+            answered: set[tuple[str, str]] = set()
+            async with asyncio.timeout(120):
+                while len(answered) < flood:
+                    for cam in cams:
+                        while not cam.responses.empty():
+                            answered.add((cam.name, cam.responses.get_nowait()[1].request_id))
+                    await asyncio.sleep(0.05)
+            drained_s = time.monotonic() - started
+            figures.answered = len(answered)
+            figures.peak_rss_mb = peak_rss_mb(runtime.pid)
+            probe_start = time.monotonic()
+            await cams[0].send(Request("after", cams[0].name, 0, (face(1),)))
+            (after,) = await cams[0].receive(1)
+            probe_s = time.monotonic() - probe_start
+        text = await asyncio.to_thread(_metrics, port)
+    finally:
+        _stop(runtime)
+    figures.lost = flood - figures.answered
+    figures.report()
+    print(f"published in {published_s:.1f} s, drained in {drained_s:.1f} s, probe {probe_s:.3f} s")
+    assert figures.lost == 0
+    assert after.status is Status.OK
+    assert figures.peak_rss_mb - idle_mb < 40, (idle_mb, figures.peak_rss_mb)
+    assert 'edge_requests_total{status="OK"}' in text
+    # Requests the runtime took waited at most for the Receive Maximum window ahead of them.
+    assert _bucket_share(text, "edge_request_seconds", 1.0) > 0.99
+    assert probe_s < 1.0
+
+
+async def _ready(port: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_metrics, port, "/readyz")
+                return
+            await asyncio.sleep(0.1)
+
+
+def _metrics(port: int, path: str = "/metrics") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+def _bucket_share(text: str, histogram: str, le: float) -> float:
+    """The share of a Prometheus histogram's observations at or below ``le``."""
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(f"{histogram}_bucket{{"):
+            bound = line.split('le="')[1].split('"')[0]
+            values[bound] = float(line.rsplit(" ", 1)[1])
+    return values[str(le)] / values["+Inf"]

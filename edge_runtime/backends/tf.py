@@ -37,7 +37,8 @@ def _load_function(path: Path, spec: InputSpec) -> Callable[[Any], Any]:
         traced: Callable[[Any], Any] = tf.function(call, input_signature=signature)
         return traced
     keras = importlib.import_module("keras")
-    model = keras.models.load_model(str(path), compile=False)
+    # safe_mode: a model comes from the twin; a Lambda layer would run its Python code here.
+    model = keras.models.load_model(str(path), compile=False, safe_mode=True)
     # Models saved by Keras 2 (like fer's h5) declare their input as a one-element list.
     wrap = isinstance(model.input, list)
     function: Callable[[Any], Any] = tf.function(
