@@ -121,7 +121,12 @@ class Device:
 
 @contextlib.asynccontextmanager
 async def device(
-    broker_url: str, root: str, name: str, extra_topics: tuple[str, ...] = ()
+    broker_url: str,
+    root: str,
+    name: str,
+    extra_topics: tuple[str, ...] = (),
+    *,
+    max_outgoing_inflight: int = 20,
 ) -> AsyncIterator[Device]:
     """Connect a device client subscribed to its result topic (and ``extra_topics``)."""
     topics = [(f"{root}/{name}/result", 1), *[(t, 1) for t in extra_topics]]
@@ -131,6 +136,7 @@ async def device(
         subscriptions=topics,
         clean_start=True,
         session_expiry_s=0,
+        max_outgoing_inflight=max_outgoing_inflight,
     )
     dev = Device(transport, root, name)
 

@@ -233,11 +233,11 @@ async def test_overload_far_beyond_capacity_is_bounded_and_recovers(broker, regi
         idle_mb = peak_rss_mb(runtime.pid)
         async with contextlib.AsyncExitStack() as stack:
             cams = [
-                await stack.enter_async_context(device(broker.url, root, f"flood{d}"))
+                await stack.enter_async_context(
+                    device(broker.url, root, f"flood{d}", max_outgoing_inflight=0)  # unthrottled
+                )
                 for d in range(4)
             ]
-            for cam in cams:
-                cam.transport._client.max_inflight_messages_set(0)  # flood, unthrottled
             started = time.monotonic()
             for i in range(flood):
                 cam = cams[i % len(cams)]
