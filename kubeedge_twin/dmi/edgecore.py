@@ -1,0 +1,311 @@
+"""The DMI side of the edgecore stand-in: what edgecore 1.15-1.23 does, and never more.
+
+Followed from edgecore's own code at v1.23.1 (../../../shared/kubeedge/dmi/v1.23.1/edgecore):
+``server.go`` (``DeviceManagerService`` on a Unix socket; one limiter for every RPC,
+``rate.NewLimiter(rate.Every(1000*time.Millisecond), 100)``, refusing with "... too many
+request ..."; ``MapperRegister`` refuses an empty protocol, stores one mapper per protocol and
+with ``withData`` answers the cached Devices of that protocol; ``ReportDeviceStatus`` turns each
+twin into the internal update an MQTT ``twin/update`` makes, ``expected`` = observedDesired and
+``actual`` = reported) and ``client.go`` (a new connection to the mapper's socket for every
+call, 10 s timeout; ``RegisterDevice`` for a new Device, ``UpdateDevice`` with the whole Device
+for a changed one). Desired values never go out as MQTT deltas from the cloud side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
+from kubeedge_twin.dmi.v1beta1 import api_pb2_grpc as rpc
+from kubeedge_twin.engine import Outbox, TwinEngine
+from kubeedge_twin.messages import now_ms
+
+_LOGGER = logging.getLogger(__name__)
+_CALL_TIMEOUT_S = 10.0  # client.go: context.WithTimeout(..., 10*time.Second)
+
+
+class RateLimiter:
+    """golang.org/x/time/rate's token bucket, ``Allow`` only: ``burst`` tokens, ``rate`` a second.
+
+    Args:
+        rate: Tokens added per second (edgecore: 1).
+        burst: Bucket size, full at start (edgecore: 100).
+        clock: Monotonic seconds (tests inject one).
+    """
+
+    def __init__(
+        self, rate: float = 1.0, burst: int = 100, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Take a token if there is one."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class DmiDevice:
+    """A Device as edgecore caches it for DMI: identity, protocol, its twins' desired values."""
+
+    name: str
+    namespace: str
+    protocol: str
+    model: str = ""
+
+
+class DmiEdgecore:
+    """edgecore's ``DeviceManagerService`` and its calls to mappers, over Unix sockets.
+
+    Args:
+        engine: The stand-in's twin engine (device twins, reported values, documents).
+        socket: Where to serve (edgecore's ``dmi.sock``).
+        publish: Sends the engine's MQTT outbox (results, documents) as edgecore does.
+        limiter: edgecore's rate limiter (a fresh one by default).
+    """
+
+    def __init__(
+        self,
+        engine: TwinEngine,
+        socket: str,
+        publish: Callable[[Outbox], None],
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._engine = engine
+        self._socket = socket
+        self._publish = publish
+        self._limiter = limiter or RateLimiter()
+        self._devices: dict[str, DmiDevice] = {}  # by twin device id
+        self._mappers: dict[str, bytes] = {}  # protocol -> the mapper's socket address
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+        # edgecore calls mappers from its own goroutines; one thread keeps them in order.
+        self._outgoing = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmi-call")
+        self.refused = 0  # calls the limiter refused
+        self.calls: list[str] = []  # RPC names served and made, in order (for tests)
+
+    @property
+    def socket(self) -> str:
+        """The socket edgecore serves on."""
+        return self._socket
+
+    def start(self) -> None:
+        """Serve ``DeviceManagerService`` (a stale socket file is replaced, as edgecore does)."""
+        import os
+
+        if os.path.exists(self._socket):
+            os.unlink(self._socket)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        rpc.add_DeviceManagerServiceServicer_to_server(_Servicer(self), server)
+        server.add_insecure_port(f"unix:{self._socket}")
+        server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop serving and remove the socket (edgecore stopping)."""
+        import os
+
+        self._outgoing.shutdown(wait=True)
+        if self._server is not None:
+            self._server.stop(grace=0.5).wait()
+            self._server = None
+        if os.path.exists(self._socket):
+            os.unlink(self._socket)
+
+    # the cloud side: Devices added and changed
+
+    def add_device(self, device_id: str, device: DmiDevice) -> None:
+        """A Device bound to this node: ``RegisterDevice`` to its protocol's mapper, if any."""
+        with self._lock:
+            self._devices[device_id] = device
+        self._call_mapper(device_id, "RegisterDevice")
+
+    def device_changed(self, device_id: str) -> None:
+        """A Device's spec changed (desired values): ``UpdateDevice`` with the whole Device."""
+        self._call_mapper(device_id, "UpdateDevice")
+
+    def pb_device(self, device_id: str) -> pb.Device | None:
+        """The Device as ``ConvertDevice`` gives it to mappers: desired values in its properties."""
+        with self._lock:
+            known = self._devices.get(device_id)
+        stored = self._engine.device(device_id)
+        if known is None or stored is None:
+            return None
+        properties = [
+            pb.DeviceProperty(
+                name=name,
+                desired=pb.TwinProperty(value=twin.expected.value if twin.expected else ""),
+            )
+            for name, twin in sorted(stored.twins.items())
+        ]
+        return pb.Device(
+            name=known.name,
+            namespace=known.namespace,
+            spec=pb.DeviceSpec(
+                deviceModelReference=known.model,
+                protocol=pb.ProtocolConfig(protocolName=known.protocol),
+                properties=properties,
+            ),
+        )
+
+    def _call_mapper(self, device_id: str, method: str) -> None:
+        self._outgoing.submit(self._call_mapper_now, device_id, method)
+
+    def _call_mapper_now(self, device_id: str, method: str) -> None:
+        device = self.pb_device(device_id)
+        if device is None:
+            return
+        with self._lock:
+            address = self._mappers.get(device.spec.protocol.protocolName)
+        if address is None:
+            _LOGGER.info("no mapper for protocol %s yet", device.spec.protocol.protocolName)
+            return
+        # client.go: a new connection for every call, closed afterwards.
+        try:
+            with grpc.insecure_channel(f"unix:{address.decode()}") as channel:
+                stub = rpc.DeviceMapperServiceStub(channel)
+                if method == "RegisterDevice":
+                    stub.RegisterDevice(
+                        pb.RegisterDeviceRequest(device=device), timeout=_CALL_TIMEOUT_S
+                    )
+                else:
+                    stub.UpdateDevice(
+                        pb.UpdateDeviceRequest(device=device), timeout=_CALL_TIMEOUT_S
+                    )
+            self.calls.append(method)
+        except grpc.RpcError as exc:
+            _LOGGER.warning("%s of %s failed: %s", method, device_id, exc)
+
+    # DeviceManagerService
+
+    def mapper_register(self, request: pb.MapperRegisterRequest) -> pb.MapperRegisterResponse:
+        """server.go's MapperRegister."""
+        self.calls.append("MapperRegister")
+        if not request.mapper.protocol:
+            raise ValueError(
+                f"fail to register mapper {request.mapper.name} because the protocol is nil"
+            )
+        with self._lock:
+            self._mappers[request.mapper.protocol] = request.mapper.address
+            ids = [i for i, d in self._devices.items() if d.protocol == request.mapper.protocol]
+        if not request.withData:
+            return pb.MapperRegisterResponse()
+        devices = [d for d in (self.pb_device(i) for i in ids) if d is not None]
+        models = [
+            pb.DeviceModel(name=d.spec.deviceModelReference, namespace=d.namespace) for d in devices
+        ]
+        return pb.MapperRegisterResponse(deviceList=devices, modelList=models)
+
+    def report_status(self, request: pb.ReportDeviceStatusRequest) -> None:
+        """server.go's ReportDeviceStatus: each twin as an MQTT ``twin/update`` would be."""
+        self.calls.append("ReportDeviceStatus")
+        if not request.HasField("reportedDevice") or not request.reportedDevice.twins:
+            raise ValueError("ReportDeviceStatusRequest does not have twin data")
+        device_id = self._device_id(request.deviceNamespace, request.deviceName)
+        for twin in request.reportedDevice.twins:
+            # edgecore dereferences both without a check: a missing one crashes it.
+            if not twin.HasField("observedDesired") or not twin.HasField("reported"):
+                raise ValueError(f"twin {twin.propertyName} lacks observedDesired or reported")
+            update = {
+                "event_id": "",
+                "timestamp": now_ms(),
+                "twin": {
+                    twin.propertyName: {
+                        "expected": {"value": twin.observedDesired.value},
+                        "actual": {"value": twin.reported.value},
+                    }
+                },
+            }
+            self._publish(self._engine.twin_update(device_id, json.dumps(update).encode()))
+
+    def report_states(self, request: pb.ReportDeviceStatesRequest) -> None:
+        """server.go's ReportDeviceStates (1.18+)."""
+        self.calls.append("ReportDeviceStates")
+        if not request.state or not request.deviceName:
+            raise ValueError("ReportDeviceStatesRequest is invalid data")
+        device_id = self._device_id(request.deviceNamespace, request.deviceName)
+        body = json.dumps({"event_id": "", "timestamp": now_ms(), "state": request.state})
+        self._publish(self._engine.state_update(device_id, body.encode()))
+
+    def _device_id(self, namespace: str, name: str) -> str:
+        with self._lock:
+            for device_id, device in self._devices.items():
+                if (device.namespace, device.name) == (namespace or "default", name):
+                    return device_id
+        return name
+
+    def allow(self) -> bool:
+        """One call against the limiter."""
+        allowed = self._limiter.allow()
+        if not allowed:
+            self.refused += 1
+        return allowed
+
+    def mappers(self) -> Mapping[str, bytes]:
+        """Registered mappers by protocol."""
+        with self._lock:
+            return dict(self._mappers)
+
+
+class _Servicer(rpc.DeviceManagerServiceServicer):  # type: ignore[misc] # generated, untyped
+    def __init__(self, edgecore: DmiEdgecore) -> None:
+        self._edgecore = edgecore
+
+    def _guard(self, context: Any, what: str, name: str) -> None:
+        if not self._edgecore.allow():
+            context.abort(
+                grpc.StatusCode.UNKNOWN, f"fail to {what} because of too many request: {name}"
+            )
+
+    def _invalid(self, context: Any, exc: ValueError) -> None:
+        context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+
+    def MapperRegister(
+        self, request: pb.MapperRegisterRequest, context: Any
+    ) -> pb.MapperRegisterResponse:
+        self._guard(context, "register mapper", request.mapper.name)
+        try:
+            return self._edgecore.mapper_register(request)
+        except ValueError as exc:
+            self._invalid(context, exc)
+            raise
+
+    def ReportDeviceStatus(
+        self, request: pb.ReportDeviceStatusRequest, context: Any
+    ) -> pb.ReportDeviceStatusResponse:
+        self._guard(context, "report device status", request.deviceName)
+        try:
+            self._edgecore.report_status(request)
+        except ValueError as exc:
+            self._invalid(context, exc)
+        return pb.ReportDeviceStatusResponse()
+
+    def ReportDeviceStates(
+        self, request: pb.ReportDeviceStatesRequest, context: Any
+    ) -> pb.ReportDeviceStatesResponse:
+        self._guard(context, "report device states", request.deviceName)
+        try:
+            self._edgecore.report_states(request)
+        except ValueError as exc:
+            self._invalid(context, exc)
+        return pb.ReportDeviceStatesResponse()

@@ -1,0 +1,398 @@
+"""A KubeEdge DMI mapper (v1beta1): how desired twin values reach a device on KubeEdge 1.15+.
+
+edgecore serves ``DeviceManagerService`` on its Unix socket; the mapper registers there
+(``MapperRegister`` with ``withData``: the Devices of its protocol come back) and serves
+``DeviceMapperService`` on its own socket, which edgecore dials for every ``RegisterDevice``,
+``UpdateDevice`` and ``RemoveDevice`` (docs: ../../../shared/kubeedge/dmi/DMI.md, edgecore's
+``server.go`` and ``client.go`` at v1.23.1). Desired values are
+``device.spec.properties[i].desired.value`` in those calls; ``DmiTwin.desired()`` turns them into
+the same stream of desired values that the MQTT ``TwinClient`` yields.
+
+Reports go up with ``ReportDeviceStatus`` (every twin of a device in one call, ``observedDesired``
+and ``reported`` both set: edgecore dereferences both) and ``ReportDeviceStates``. edgecore
+limits all DMI calls of a node together to a burst of 100, then one a second, answering
+"too many request" beyond: reports are coalesced per device (the latest value of each twin wins,
+none is dropped) and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
+from kubeedge_twin.dmi.v1beta1 import api_pb2_grpc as rpc
+
+_LOGGER = logging.getLogger(__name__)
+
+API_VERSION = "v1beta1"
+DEFAULT_EDGECORE_SOCKET = "/etc/kubeedge/dmi.sock"
+RATE_LIMITED = "too many request"  # edgecore's words when its limiter refuses a call
+_CALL_TIMEOUT_S = 10.0
+_BACKOFF_MAX_S = 8.0
+
+
+def edgecore_socket_path(configured: str) -> str:
+    """Edgecore's socket: a ``*.sock`` file (1.15-1.22) or a directory holding ``dmi.sock``."""
+    path = Path(configured or DEFAULT_EDGECORE_SOCKET)
+    return str(path / "dmi.sock") if path.is_dir() else str(path)
+
+
+def desired_of(device: pb.Device) -> dict[str, str]:
+    """A Device's desired values: ``spec.properties[i].desired.value`` by property name."""
+    return {p.name: p.desired.value for p in device.spec.properties if p.HasField("desired")}
+
+
+@dataclass
+class _Device:
+    """What the mapper knows of one followed device."""
+
+    namespace: str
+    name: str
+    desired: dict[str, str] | None = None  # None until edgecore told us
+    reported: dict[str, str] = field(default_factory=dict)
+    queue: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
+    dirty: bool = False  # reported values not yet sent
+    state: str = ""  # a state not yet sent
+    sent: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class DmiTwin:
+    """One device's twin over DMI: desired values in, reported values and state out.
+
+    Made by ``DmiMapper.follow``; used like the MQTT ``TwinClient`` (``desired``, ``report``).
+    """
+
+    def __init__(self, mapper: DmiMapper, device: _Device) -> None:
+        self._mapper = mapper
+        self._device = device
+
+    @property
+    def name(self) -> str:
+        """The device's name."""
+        return self._device.name
+
+    @property
+    def namespace(self) -> str:
+        """The device's namespace."""
+        return self._device.namespace
+
+    async def desired(self) -> AsyncIterator[dict[str, str]]:
+        """Every desired value of the device, each time one of them changes."""
+        while True:
+            yield await self._device.queue.get()
+
+    def report(self, values: Mapping[str, str]) -> asyncio.Future[None]:
+        """Report values; sent with the device's other twins in one coalesced call.
+
+        The future completes when edgecore accepted a report holding these values.
+        """
+        self._device.reported.update(values)
+        self._device.dirty = True
+        return self._mapper._schedule(self._device)
+
+    def report_state(self, state: str) -> asyncio.Future[None]:
+        """Report the device's state (``online``, ``offline``, ``ok``, ...; edgecore 1.18+)."""
+        self._device.state = state
+        return self._mapper._schedule(self._device)
+
+
+class DmiMapper:
+    """Registers with edgecore, serves ``DeviceMapperService``, reports within the rate limit.
+
+    Args:
+        name: The mapper's name (MapperInfo.name).
+        protocol: The protocol whose Devices this mapper serves (one mapper per protocol and
+            node: a later registration with the same protocol replaces the earlier one).
+        socket: Where this mapper serves ``DeviceMapperService`` (a Unix socket path; edgecore
+            must be able to reach it: share the directory with the host in a container).
+        edgecore_socket: edgecore's socket, a file or a directory holding ``dmi.sock``.
+        version: MapperInfo.version.
+        resync_s: How often to check that edgecore's socket is still the one registered with
+            (edgecore restarted: register again) and to resend reports.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        protocol: str,
+        socket: str,
+        edgecore_socket: str = DEFAULT_EDGECORE_SOCKET,
+        version: str = "1.0",
+        resync_s: float = 1.0,
+    ) -> None:
+        self._name = name
+        self._protocol = protocol
+        self._socket = socket
+        self._edgecore = edgecore_socket
+        self._version = version
+        self._resync_s = resync_s
+        self._devices: dict[tuple[str, str], _Device] = {}
+        self._ignored: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.registered = asyncio.Event()
+        self.registrations = 0
+        self.rate_limited = 0  # calls edgecore refused with "too many request"
+        self.reports = 0  # ReportDeviceStatus/States calls edgecore accepted
+
+    def follow(self, namespace: str, name: str) -> DmiTwin:
+        """The twin of one Device of this mapper's protocol (others are ignored, logged once)."""
+        device = self._devices.setdefault((namespace, name), _Device(namespace, name))
+        return DmiTwin(self, device)
+
+    async def run(self) -> None:
+        """Serve, register (again after an edgecore restart) and report, until cancelled."""
+        server = aio.server()
+        rpc.add_DeviceMapperServiceServicer_to_server(_Servicer(self), server)
+        Path(self._socket).parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._socket)  # a stale socket of an earlier run
+        server.add_insecure_port(f"unix:{self._socket}")
+        await server.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._register_loop(), name=f"dmi[{self._name}].register")
+                tg.create_task(self._report_loop(), name=f"dmi[{self._name}].report")
+        finally:
+            await server.stop(grace=1.0)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._socket)
+
+    # edgecore -> mapper
+
+    def offer(self, device: pb.Device) -> None:
+        """A Device from edgecore (RegisterDevice, UpdateDevice or the registration's list)."""
+        key = (device.namespace or "default", device.name)
+        known = self._devices.get(key)
+        if known is None:
+            if key not in self._ignored:
+                self._ignored.add(key)
+                _LOGGER.info("mapper %s ignores device %s/%s (not followed here)", self._name, *key)
+            return
+        desired = desired_of(device)
+        if desired != known.desired:
+            known.desired = desired
+            known.queue.put_nowait(dict(desired))
+            if known.reported:  # observedDesired changed: report it with the values
+                known.dirty = True
+                self._wake.set()
+
+    def removed(self, namespace: str, name: str) -> None:
+        """Edgecore removed a Device (RemoveDevice)."""
+        _LOGGER.info("mapper %s: device %s/%s removed", self._name, namespace or "default", name)
+
+    # registration
+
+    def _edgecore_path(self) -> str:
+        return edgecore_socket_path(self._edgecore)
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self._edgecore_path())
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_ctime_ns
+
+    async def _register_loop(self) -> None:
+        registered_with: tuple[int, int] | None = None
+        delay = self._resync_s
+        while True:
+            identity = self._identity()
+            if identity is not None and identity != registered_with:
+                try:
+                    await self._register()
+                except (aio.AioRpcError, OSError) as exc:
+                    self.registered.clear()
+                    _LOGGER.warning(
+                        "mapper %s cannot register with edgecore at %s: %s",
+                        self._name,
+                        self._edgecore_path(),
+                        _reason(exc),
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(_BACKOFF_MAX_S, delay * 2)
+                    continue
+                registered_with, delay = identity, self._resync_s
+            elif identity is None:
+                self.registered.clear()
+                registered_with = None
+            await asyncio.sleep(self._resync_s)
+
+    async def _register(self) -> None:
+        request = pb.MapperRegisterRequest(
+            withData=True,
+            mapper=pb.MapperInfo(
+                name=self._name,
+                version=self._version,
+                api_version=API_VERSION,
+                protocol=self._protocol,
+                address=self._socket.encode(),
+                state="ok",
+            ),
+        )
+        async with self._channel() as channel:
+            stub = rpc.DeviceManagerServiceStub(channel)
+            response = await stub.MapperRegister(request, timeout=_CALL_TIMEOUT_S)
+        self.registrations += 1
+        self.registered.set()
+        _LOGGER.warning(
+            "mapper %s registered with edgecore for protocol %s: %d devices",
+            self._name,
+            self._protocol,
+            len(response.deviceList),
+        )
+        for device in response.deviceList:
+            self.offer(device)
+        for device in self._devices.values():  # edgecore restarted: tell it everything again
+            if device.reported:
+                device.dirty = True
+        self._wake.set()
+
+    def _channel(self) -> aio.Channel:
+        # A connection per call, as edgecore makes its own calls; no retries hidden in gRPC.
+        return aio.insecure_channel(
+            f"unix:{self._edgecore_path()}", options=[("grpc.enable_retries", 0)]
+        )
+
+    # reporting
+
+    def _schedule(self, device: _Device) -> asyncio.Future[None]:
+        key = (device.namespace, device.name)
+        future = self._pending.get(key)
+        if future is None or future.done():
+            future = self._pending[key] = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        return future
+
+    async def _report_loop(self) -> None:
+        delay = 1.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._resync_s):
+                    await self._wake.wait()
+            self._wake.clear()
+            if not self.registered.is_set():
+                continue
+            for device in list(self._devices.values()):
+                if not (device.dirty or device.state):
+                    continue
+                try:
+                    await self._report(device)
+                except (aio.AioRpcError, OSError) as exc:
+                    reason = _reason(exc)
+                    if RATE_LIMITED in reason:
+                        self.rate_limited += 1
+                    else:
+                        _LOGGER.warning("mapper %s: report failed: %s", self._name, reason)
+                    self._wake.set()  # what was not sent stays marked: retried below
+                    await asyncio.sleep(delay)
+                    delay = min(_BACKOFF_MAX_S, delay * 2)
+                    break
+                delay = 1.0
+                future = self._pending.pop((device.namespace, device.name), None)
+                if future is not None and not future.done() and not device.dirty:
+                    future.set_result(None)
+
+    async def _report(self, device: _Device) -> None:
+        async with self._channel() as channel:
+            stub = rpc.DeviceManagerServiceStub(channel)
+            if device.dirty:
+                # Values reported after this snapshot mark the device dirty again.
+                device.dirty = False
+                twins = [
+                    pb.Twin(
+                        propertyName=name,
+                        observedDesired=pb.TwinProperty(value=(device.desired or {}).get(name, "")),
+                        reported=pb.TwinProperty(value=value),
+                    )
+                    for name, value in sorted(device.reported.items())
+                ]
+                try:
+                    await stub.ReportDeviceStatus(
+                        pb.ReportDeviceStatusRequest(
+                            deviceName=device.name,
+                            deviceNamespace=device.namespace,
+                            reportedDevice=pb.DeviceStatus(twins=twins),
+                        ),
+                        timeout=_CALL_TIMEOUT_S,
+                    )
+                except BaseException:
+                    device.dirty = True
+                    raise
+                self.reports += 1
+            if device.state:
+                state = device.state
+                await stub.ReportDeviceStates(
+                    pb.ReportDeviceStatesRequest(
+                        deviceName=device.name, deviceNamespace=device.namespace, state=state
+                    ),
+                    timeout=_CALL_TIMEOUT_S,
+                )
+                self.reports += 1
+                if device.state == state:
+                    device.state = ""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc)
+
+
+class _Servicer(rpc.DeviceMapperServiceServicer):  # type: ignore[misc] # generated, untyped
+    """``DeviceMapperService``: what edgecore calls on this mapper."""
+
+    def __init__(self, mapper: DmiMapper) -> None:
+        self._mapper = mapper
+
+    async def RegisterDevice(
+        self, request: pb.RegisterDeviceRequest, _context: Any
+    ) -> pb.RegisterDeviceResponse:
+        self._mapper.offer(request.device)
+        return pb.RegisterDeviceResponse(
+            deviceName=request.device.name, deviceNamespace=request.device.namespace
+        )
+
+    async def UpdateDevice(
+        self, request: pb.UpdateDeviceRequest, _context: Any
+    ) -> pb.UpdateDeviceResponse:
+        self._mapper.offer(request.device)
+        return pb.UpdateDeviceResponse()
+
+    async def RemoveDevice(
+        self, request: pb.RemoveDeviceRequest, _context: Any
+    ) -> pb.RemoveDeviceResponse:
+        self._mapper.removed(request.deviceNamespace, request.deviceName)
+        return pb.RemoveDeviceResponse()
+
+    async def CreateDeviceModel(
+        self, request: pb.CreateDeviceModelRequest, _context: Any
+    ) -> pb.CreateDeviceModelResponse:
+        return pb.CreateDeviceModelResponse(
+            deviceModelName=request.model.name, deviceModelNamespace=request.model.namespace
+        )
+
+    async def UpdateDeviceModel(
+        self, _request: pb.UpdateDeviceModelRequest, _context: Any
+    ) -> pb.UpdateDeviceModelResponse:
+        return pb.UpdateDeviceModelResponse()
+
+    async def RemoveDeviceModel(
+        self, _request: pb.RemoveDeviceModelRequest, _context: Any
+    ) -> pb.RemoveDeviceModelResponse:
+        return pb.RemoveDeviceModelResponse()
+
+    async def GetDevice(self, request: pb.GetDeviceRequest, context: Any) -> pb.GetDeviceResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "edgecore never calls GetDevice")
+        return pb.GetDeviceResponse()
