@@ -28,7 +28,7 @@ from edgeinfer.twins import (
     MODEL_URI,
     MODEL_VERSION,
 )
-from kubeedge_twin import TwinClient, TwinFormatError, sanitize_value
+from kubeedge_twin import TwinFormatError, TwinSource, sanitize_value
 
 _LOGGER = logging.getLogger(__name__)
 _CATCH_UP_S = 0.05  # serving time between two GIL-holding steps of a model load
@@ -95,7 +95,7 @@ class ModelSync:
 
     Args:
         settings: Runtime settings (twin and model sections).
-        twin: The runtime device's twin client.
+        twin: The runtime device's twin (over MQTT or DMI).
         current: The model served at start.
         swap: Replaces the served model between batches; returns the previous one.
         initial: What the starting model is, if it came from the cache or a known URI.
@@ -104,7 +104,7 @@ class ModelSync:
     def __init__(
         self,
         settings: Settings,
-        twin: TwinClient,
+        twin: TwinSource,
         *,
         current: Model,
         swap: SwapFn,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from edge_runtime.messages import (
 )
 from edge_runtime.metrics import Metrics
 from edge_runtime.model_sync import ModelSync, Served
-from edge_runtime.settings import Settings, TwinLayout
+from edge_runtime.settings import Settings, TwinLayout, TwinTransport
 from edge_runtime.topics import (
     BROKER_DROPPED_TOPIC,
     CONTENT_TYPE_JSON,
@@ -42,7 +43,10 @@ from edge_runtime.topics import (
     Topics,
 )
 from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
-from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
+from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinSource, TwinTopics
+
+if TYPE_CHECKING:
+    from kubeedge_twin.dmi.mapper import DmiMapper
 
 _LOGGER = logging.getLogger(__name__)
 _OFFLINE_PUBLISH_TIMEOUT_S = 2.0
@@ -116,19 +120,32 @@ class Runtime:
             (self._topics.request_subscription(mqtt.share_group), REQUEST_QOS),
             (BROKER_DROPPED_TOPIC, 0),
         ]
-        self._twin: TwinClient | None = None
+        self._twin: TwinClient | None = None  # the MQTT twin (KubeEdge 1.4-1.14)
+        self._dmi: DmiMapper | None = None  # the DMI mapper (KubeEdge 1.15+)
         self._model_sync: ModelSync | None = None
         if settings.twin.enabled:
-            layout = Layout.V1_4 if settings.twin.layout is TwinLayout.V1_4 else Layout.V1_17
-            self._twin = TwinClient(
-                DeviceRef(settings.twin_device, settings.twin.namespace),
-                topics=TwinTopics(layout),
-                publish=lambda topic, payload: self._transport.publish_nowait(topic, payload),
-            )
-            subscriptions += self._twin.subscriptions
+            twin: TwinSource
+            if settings.twin.transport is TwinTransport.DMI:
+                from kubeedge_twin.dmi.mapper import DmiMapper  # grpc: only for DMI
+
+                self._dmi = DmiMapper(
+                    name=f"edgeinfer-{settings.runtime_id}",
+                    protocol=settings.dmi.protocol,
+                    socket=settings.dmi.socket,
+                    edgecore_socket=settings.dmi.edgecore_socket,
+                )
+                twin = self._dmi.follow(settings.twin.namespace, settings.twin_device)
+            else:
+                layout = Layout.V1_4 if settings.twin.layout is TwinLayout.V1_4 else Layout.V1_17
+                twin = self._twin = TwinClient(
+                    DeviceRef(settings.twin_device, settings.twin.namespace),
+                    topics=TwinTopics(layout),
+                    publish=lambda topic, payload: self._transport.publish_nowait(topic, payload),
+                )
+                subscriptions += self._twin.subscriptions
             self._model_sync = ModelSync(
                 settings,
-                self._twin,
+                twin,
                 current=model,
                 swap=self.swap_model,
                 initial=served,
@@ -239,6 +256,10 @@ class Runtime:
                 ingest = tg.create_task(self._ingest(), name=f"runtime[{name}].ingest")
                 if self._model_sync is not None:
                     sync = tg.create_task(self._model_sync.run(), name=f"runtime[{name}].models")
+                if self._dmi is not None:
+                    dmi = tg.create_task(self._dmi.run(), name=f"runtime[{name}].dmi")
+                    if self._model_sync is not None:
+                        self._model_sync.report()  # sent once registered, again on re-register
                 self.state = RuntimeState.SERVING
                 if on_ready is not None:
                     on_ready()
@@ -249,6 +270,8 @@ class Runtime:
                 batcher.cancel()
                 if self._model_sync is not None:
                     sync.cancel()
+                if self._dmi is not None:
+                    dmi.cancel()
         finally:
             self.state = RuntimeState.STOPPED
 

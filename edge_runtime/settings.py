@@ -34,6 +34,13 @@ class BackendKind(enum.StrEnum):
     TF = "tf"
 
 
+class TwinTransport(enum.StrEnum):
+    """How the runtime hears its desired twin values."""
+
+    MQTT = "mqtt"  # KubeEdge 1.4-1.14: $hw/... deltas on the broker
+    DMI = "dmi"  # KubeEdge 1.15+: edgecore calls the runtime as the mapper of its protocol
+
+
 class TwinLayout(enum.StrEnum):
     """KubeEdge DeviceTwin topic layout."""
 
@@ -175,6 +182,11 @@ class TwinSettings:
     """KubeEdge device-twin synchronisation of the served model."""
 
     enabled: bool = setting(True, "Follow the desired model in the runtime's device twin.")
+    transport: TwinTransport = setting(
+        TwinTransport.MQTT,
+        "How desired values arrive: mqtt (KubeEdge 1.4-1.14, $hw/... deltas) or dmi "
+        "(KubeEdge 1.15+: edgecore calls the runtime over DMI, see the dmi.* settings).",
+    )
     device: str = setting("", "KubeEdge device name; empty means emotion-runtime-<runtime_id>.")
     namespace: str = setting("default", "Device namespace (KubeEdge >= 1.17 layout).")
     layout: TwinLayout = setting(TwinLayout.V1_4, "Twin topic layout: 1.4 or 1.17.")
@@ -186,6 +198,26 @@ class TwinSettings:
     trusted_key_file: str = setting(
         "",
         "ed25519 public key (PEM); when set, manifests must carry a valid signature.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DmiSettings:
+    """KubeEdge 1.15+: the runtime as the DMI mapper of its own Device (twin.transport dmi)."""
+
+    edgecore_socket: str = setting(
+        "/etc/kubeedge/dmi.sock",
+        "edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock (1.23+).",
+    )
+    socket: str = setting(
+        "/etc/kubeedge/edgeinfer.sock",
+        "Where the runtime serves DeviceMapperService for edgecore (in a container, a path "
+        "in a directory shared with the host).",
+    )
+    protocol: str = setting(
+        "edgeinfer",
+        "The protocol name of the runtime's Device (spec.protocol.protocolName); edgecore "
+        "hands every Device of this protocol to this mapper.",
     )
 
 
@@ -205,6 +237,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     twin: TwinSettings = field(default_factory=TwinSettings)
+    dmi: DmiSettings = field(default_factory=DmiSettings)
 
     @property
     def client_id(self) -> str:

@@ -1,6 +1,6 @@
 """The KubeEdge DeviceTwin protocol: topics, typed twin messages, a twin client, a stand-in."""
 
-from kubeedge_twin.client import TwinClient, TwinError
+from kubeedge_twin.client import TwinClient, TwinError, TwinSource
 from kubeedge_twin.crd import load_definitions
 from kubeedge_twin.engine import DeviceDefinition, TwinEngine
 from kubeedge_twin.messages import (
@@ -31,6 +31,7 @@ __all__ = [
     "TwinError",
     "TwinFormatError",
     "TwinMessage",
+    "TwinSource",
     "TwinStore",
     "TwinTopics",
     "TwinValue",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from kubeedge_twin.messages import (
     Delta,
@@ -38,6 +38,21 @@ from kubeedge_twin.topics import (
 _LOGGER = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], "asyncio.Future[None]"]
+
+
+class TwinSource(Protocol):
+    """A device twin as a program follows it.
+
+    Over MQTT (``TwinClient``, KubeEdge 1.4-1.14) or over DMI (``DmiTwin``, 1.15+).
+    """
+
+    def desired(self) -> AsyncIterator[dict[str, str]]:
+        """Every desired value of the device, each time one of them changes."""
+        ...
+
+    def report(self, values: Mapping[str, str]) -> asyncio.Future[None]:
+        """Report values; the future completes when edgecore has them."""
+        ...
 
 
 class TwinError(Exception):

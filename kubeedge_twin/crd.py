@@ -45,6 +45,7 @@ def _v1beta1(doc: Mapping[str, Any]) -> DeviceDefinition:
         node=str(spec.get("nodeName", "")),
         description=str((meta.get("labels") or {}).get("description", "")),
         desired=desired,
+        protocol=str((spec.get("protocol") or {}).get("protocolName", "")),
     )
 
 

@@ -56,6 +56,7 @@ class DeviceDefinition:
     node: str = ""
     description: str = ""
     desired: Mapping[str, tuple[str, str]] = ()  # type: ignore[assignment] # name -> (value, type)
+    protocol: str = ""  # spec.protocol.protocolName (v1beta1): which DMI mapper serves it
 
 
 def _parses(value: str, kind: str) -> bool:

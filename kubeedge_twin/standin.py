@@ -11,7 +11,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -25,8 +25,13 @@ from kubeedge_twin.topics import (
     TWIN_CLOUD_UPDATED,
     TWIN_GET,
     TWIN_UPDATE,
+    TWIN_UPDATE_DELTA,
+    DeviceRef,
     Layout,
 )
+
+if TYPE_CHECKING:
+    from kubeedge_twin.dmi.edgecore import DmiEdgecore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,12 +43,19 @@ def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 class EdgecoreStandIn:
     """Serves the DeviceTwin topics of one node on a broker, from a SQLite store.
 
+    Two behaviours, named after the KubeEdge they emulate: without ``dmi_socket``, KubeEdge
+    1.4-1.14 (cloud-side desired changes go out as MQTT ``twin/update/delta``); with it,
+    KubeEdge 1.15-1.23 (edgecore serves DMI on that socket and hands desired changes to the
+    mapper of the Device's protocol with ``RegisterDevice``/``UpdateDevice``; no MQTT delta for
+    them, see ``kubeedge_twin.dmi.edgecore``). Edge-side MQTT twin traffic is the same in both.
+
     Args:
         broker: ``mqtt://host:port``.
         store: Device and twin storage.
         layout: Topic layout (1.4 or >= 1.17).
         node: Node name for membership topics.
         client_id: MQTT client id (must differ from edgecore's ``hub-client-*``).
+        dmi_socket: Serve DMI here (edgecore >= 1.15's ``dmi.sock``).
     """
 
     def __init__(
@@ -54,6 +66,7 @@ class EdgecoreStandIn:
         layout: Layout = Layout.V1_4,
         node: str = "edge-node",
         client_id: str = "edgecore-standin",
+        dmi_socket: str | None = None,
     ) -> None:
         url = urlsplit(broker)
         self._host, self._port = url.hostname or "127.0.0.1", url.port or 1883
@@ -66,6 +79,11 @@ class EdgecoreStandIn:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_socket_open = _nodelay
+        self.dmi: DmiEdgecore | None = None
+        if dmi_socket:  # imported here: grpc is needed only by the DMI mode
+            from kubeedge_twin.dmi.edgecore import DmiEdgecore
+
+            self.dmi = DmiEdgecore(self.engine, dmi_socket, self._send)
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Connect and start serving on paho's network thread.
@@ -78,9 +96,13 @@ class EdgecoreStandIn:
         if not self._connected.wait(timeout_s):
             self.stop()
             raise TimeoutError(f"broker {self._host}:{self._port} unavailable")
+        if self.dmi is not None:
+            self.dmi.start()
 
     def stop(self) -> None:
-        """Disconnect and stop the network thread."""
+        """Disconnect and stop the network thread (and DMI)."""
+        if self.dmi is not None:
+            self.dmi.stop()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -129,8 +151,35 @@ class EdgecoreStandIn:
     def add_devices(self, definitions: Iterable[DeviceDefinition]) -> None:
         """Bind devices to this node (as creating their Device CRs would)."""
         for definition in definitions:
-            self._send(self.engine.add_device(definition))
+            self._send(self._cloud_side(self.engine.add_device(definition)))
+            if self.dmi is not None:
+                device_id = self.engine.topics.device_id(
+                    DeviceRef(definition.name, definition.namespace)
+                )
+                self.dmi.add_device(
+                    device_id,
+                    definition.name,
+                    definition.namespace,
+                    definition.protocol,
+                    {k: v for k, (v, _) in definition.desired.items()},
+                )
 
     def set_desired(self, device_id: str, values: Mapping[str, str]) -> None:
-        """Set desired twin values as the cloud's ``cloud_updated`` path does (SPEC §2.8)."""
+        """Set desired twin values as the cloud does.
+
+        1.4: ``cloud_updated`` and its MQTT delta (SPEC 2.8). 1.15+: cloudcore sends no
+        ``cloud_updated``; edgecore calls ``UpdateDevice`` on the Device's mapper over DMI.
+
+        Raises:
+            KeyError: if the device is unknown.
+        """
+        if self.dmi is not None:
+            self.dmi.set_desired(device_id, values)
+            return
         self._send(self.engine.set_desired(device_id, values))
+
+    def _cloud_side(self, outbox: Outbox) -> Outbox:
+        if self.dmi is None:
+            return outbox
+        # edgecore >= 1.15 never turns a Device's desired values into an MQTT delta (DMI.md §1).
+        return [(topic, body) for topic, body in outbox if not topic.endswith(TWIN_UPDATE_DELTA)]

@@ -64,13 +64,19 @@ class RateLimiter:
             return False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DmiDevice:
-    """A Device as edgecore caches it for DMI: identity, protocol, its twins' desired values."""
+    """A Device as edgecore's DMI cache holds it.
+
+    Identity, protocol and the desired values of its spec (``spec.properties[].desired.value``;
+    the edge twin's expected values play no part: cloudcore 1.15+ no longer syncs them, DMI.md
+    section 1).
+    """
 
     name: str
     namespace: str
     protocol: str
+    desired: dict[str, str]
     model: str = ""
 
 
@@ -134,29 +140,41 @@ class DmiEdgecore:
 
     # the cloud side: Devices added and changed
 
-    def add_device(self, device_id: str, device: DmiDevice) -> None:
+    def add_device(
+        self,
+        device_id: str,
+        name: str,
+        namespace: str,
+        protocol: str,
+        desired: Mapping[str, str],
+    ) -> None:
         """A Device bound to this node: ``RegisterDevice`` to its protocol's mapper, if any."""
         with self._lock:
-            self._devices[device_id] = device
+            self._devices[device_id] = DmiDevice(
+                name, namespace or "default", protocol, dict(desired)
+            )
         self._call_mapper(device_id, "RegisterDevice")
 
-    def device_changed(self, device_id: str) -> None:
-        """A Device's spec changed (desired values): ``UpdateDevice`` with the whole Device."""
+    def set_desired(self, device_id: str, values: Mapping[str, str]) -> None:
+        """The cloud changed a Device's desired values: ``UpdateDevice`` with the whole Device.
+
+        Raises:
+            KeyError: if the device is unknown.
+        """
+        with self._lock:
+            self._devices[device_id].desired.update(values)
         self._call_mapper(device_id, "UpdateDevice")
 
     def pb_device(self, device_id: str) -> pb.Device | None:
         """The Device as ``ConvertDevice`` gives it to mappers: desired values in its properties."""
         with self._lock:
             known = self._devices.get(device_id)
-        stored = self._engine.device(device_id)
-        if known is None or stored is None:
-            return None
+            if known is None:
+                return None
+            desired = dict(known.desired)
         properties = [
-            pb.DeviceProperty(
-                name=name,
-                desired=pb.TwinProperty(value=twin.expected.value if twin.expected else ""),
-            )
-            for name, twin in sorted(stored.twins.items())
+            pb.DeviceProperty(name=name, desired=pb.TwinProperty(value=value))
+            for name, value in sorted(desired.items())
         ]
         return pb.Device(
             name=known.name,
@@ -169,7 +187,9 @@ class DmiEdgecore:
         )
 
     def _call_mapper(self, device_id: str, method: str) -> None:
-        self._outgoing.submit(self._call_mapper_now, device_id, method)
+        self._outgoing.submit(self._call_mapper_now, device_id, method).add_done_callback(
+            _log_failure
+        )
 
     def _call_mapper_now(self, device_id: str, method: str) -> None:
         device = self.pb_device(device_id)
@@ -265,6 +285,11 @@ class DmiEdgecore:
         """Registered mappers by protocol."""
         with self._lock:
             return dict(self._mappers)
+
+
+def _log_failure(future: futures.Future[None]) -> None:
+    if future.exception() is not None:
+        _LOGGER.error("DMI call failed", exc_info=future.exception())
 
 
 class _Servicer(rpc.DeviceManagerServiceServicer):  # type: ignore[misc] # generated, untyped

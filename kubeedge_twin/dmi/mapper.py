@@ -333,13 +333,19 @@ class DmiMapper:
                 self.reports += 1
             if device.state:
                 state = device.state
-                await stub.ReportDeviceStates(
-                    pb.ReportDeviceStatesRequest(
-                        deviceName=device.name, deviceNamespace=device.namespace, state=state
-                    ),
-                    timeout=_CALL_TIMEOUT_S,
-                )
-                self.reports += 1
+                try:
+                    await stub.ReportDeviceStates(
+                        pb.ReportDeviceStatesRequest(
+                            deviceName=device.name, deviceNamespace=device.namespace, state=state
+                        ),
+                        timeout=_CALL_TIMEOUT_S,
+                    )
+                except aio.AioRpcError as exc:
+                    if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                        raise
+                    _LOGGER.info("edgecore has no ReportDeviceStates (it is 1.18+): not sent")
+                else:
+                    self.reports += 1
                 if device.state == state:
                     device.state = ""
 

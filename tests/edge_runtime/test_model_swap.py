@@ -357,3 +357,82 @@ async def test_switching_back_to_a_cached_version_needs_no_store(
             service.set_desired(device_id, back)
             await _until_reported(service, device_id, model_version="1.0.0", model_status="serving")
             assert runtime.model.ref.version == "1.0.0"
+
+
+@pytest.fixture
+def dmi_dir():
+    """A short directory for Unix sockets (their paths must stay under 108 bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dmi-") as directory:
+        yield Path(directory)
+
+
+async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_refused(
+    broker, swap_registry, store, unique, tmp_path, dmi_dir
+):
+    """KubeEdge 1.15+: the push reaches the runtime only over DMI (UpdateDevice), never as an
+    MQTT delta; the runtime reports through ReportDeviceStatus."""
+    from edgeinfer.twins import MODEL_TWINS
+    from kubeedge_twin import DeviceDefinition, TwinStore
+
+    settings = _settings(
+        broker,
+        swap_registry,
+        unique,
+        tmp_path,
+        layout=Layout.V1_17,
+        **{
+            "twin.transport": "dmi",
+            "dmi.edgecore_socket": str(dmi_dir),  # a directory, as edgecore 1.23 has it
+            "dmi.socket": str(dmi_dir / "edgeinfer.sock"),
+        },
+    )
+    device_id = f"default/{settings.twin_device}"
+    twin_store = TwinStore()
+    service = EdgecoreStandIn(
+        broker.url,
+        twin_store,
+        layout=Layout.V1_17,
+        client_id=f"standin-dmi-{unique}",
+        dmi_socket=str(dmi_dir / "dmi.sock"),
+    )
+    service.start()
+    service.add_devices(
+        [
+            DeviceDefinition(
+                settings.twin_device,
+                desired={n: ("", "string") for n in MODEL_TWINS},
+                protocol="edgeinfer",
+            )
+        ]
+    )
+    try:
+        async with (
+            running_runtime(settings) as runtime,
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await _until_reported(service, device_id, model_status="serving")
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+            )
+            served = await _until_reported(
+                service, device_id, model_version="1.1.0", model_status="serving"
+            )
+            await cam.send(Request("after-push", "cam", 0, (face(1),)))
+            (response,) = await cam.receive(1)
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "9.0.0", store.url)
+            )
+            refused = await _until_failed(service, device_id)
+            serving = runtime.model.ref.version
+    finally:
+        service.stop()
+        twin_store.close()
+    assert served["model_version"] == "1.1.0"
+    assert response.model is not None
+    assert response.model.version == "1.1.0"
+    assert refused["model_status"] == "failed:sha256_mismatch_for_model.tflite"
+    assert serving == "1.1.0"
+    assert service.dmi is not None
+    assert "UpdateDevice" in service.dmi.calls

@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from kubeedge_twin import DeviceDefinition, Layout, TwinStore
-from kubeedge_twin.dmi.edgecore import DmiDevice, DmiEdgecore, RateLimiter
+from kubeedge_twin.dmi.edgecore import DmiEdgecore, RateLimiter
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin, edgecore_socket_path
 from kubeedge_twin.engine import Outbox, TwinEngine
 from tests.conftest import REPO
@@ -35,11 +35,10 @@ class Edgecore:
     def add(self, name: str, protocol: str = "edgeinfer", **desired: str) -> None:
         definition = DeviceDefinition(name, desired={k: (v, "string") for k, v in desired.items()})
         self.engine.add_device(definition)
-        self.dmi.add_device(f"default/{name}", DmiDevice(name, "default", protocol))
+        self.dmi.add_device(f"default/{name}", name, "default", protocol, desired)
 
     def set_desired(self, name: str, **values: str) -> None:
-        self.engine.set_desired(f"default/{name}", values)  # its MQTT deltas are not sent
-        self.dmi.device_changed(f"default/{name}")
+        self.dmi.set_desired(f"default/{name}", values)
 
     def reported(self, name: str) -> dict[str, str]:
         device = self.engine.device(f"default/{name}")
@@ -164,8 +163,8 @@ async def test_the_mapper_registers_again_when_edgecore_restarts(short_tmp):
             edgecore.dmi.stop()
             # edgecore restarts with its cache: the desired value changed while it was away.
             restarted = DmiEdgecore(edgecore.engine, edgecore.dmi.socket, edgecore.published.extend)
-            restarted.add_device("default/rt", DmiDevice("rt", "default", "edgeinfer"))
-            edgecore.engine.set_desired("default/rt", {"model_version": "1.2.0"})
+            restarted.add_device("default/rt", "rt", "default", "edgeinfer", {})
+            restarted.set_desired("default/rt", {"model_version": "1.2.0"})
             edgecore.dmi = restarted
             restarted.start()
             assert (await _next(twin))["model_version"] == "1.2.0"  # from MapperRegister
@@ -260,3 +259,47 @@ def test_everything_used_exists_in_kubeedges_proto(tag, tmp_path):
 def test_the_vendored_proto_is_kubeedges_v1_23_1_unchanged():
     vendored = REPO / "kubeedge_twin" / "dmi" / "v1beta1" / "api.proto"
     assert vendored.read_bytes() == (SHARED_DMI / "v1.23.1" / "api.proto").read_bytes()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["1.4", "1.23"])
+async def test_a_cloud_side_desired_change_is_an_mqtt_delta_only_on_1_4(
+    mode, broker, unique, short_tmp
+):
+    """KubeEdge 1.4 sends a delta on MQTT; 1.15+ (the stand-in with DMI) sends none: the
+    change goes to the Device's mapper over DMI (none registered here)."""
+    from edge_runtime import MqttTransport
+    from kubeedge_twin import EdgecoreStandIn
+
+    layout = Layout.V1_4 if mode == "1.4" else Layout.V1_17
+    store = TwinStore()
+    service = EdgecoreStandIn(
+        broker.url,
+        store,
+        layout=layout,
+        client_id=f"standin-{mode}-{unique}",
+        dmi_socket=str(short_tmp / "dmi.sock") if mode == "1.23" else None,
+    )
+    name = f"dev-{unique}"
+    listener = MqttTransport(
+        broker.url, client_id=f"listen-{unique}", subscriptions=[("$hw/events/device/#", 1)]
+    )
+    service.start()
+    try:
+        service.add_devices(
+            [DeviceDefinition(name, desired={"capture_fps": ("5", "string")}, protocol="cam")]
+        )
+        async with listener:
+            await listener.wait_connected(10)
+            device_id = name if layout is Layout.V1_4 else f"default/{name}"
+            service.set_desired(device_id, {"capture_fps": "9"})
+            topics = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.5):
+                    async for message in listener.messages():
+                        topics.append(message.topic)
+    finally:
+        service.stop()
+        store.close()
+    deltas = [t for t in topics if t.endswith("/twin/update/delta")]
+    assert bool(deltas) is (mode == "1.4"), topics
