@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     serve.add_argument("--node", default="edge-node", help="edge node name")
     serve.add_argument(
+        "--kubeedge",
+        choices=["1.4", "1.23"],
+        default="1.4",
+        help="which edgecore to play: 1.4 (desired values as MQTT deltas; KubeEdge 1.4-1.14) "
+        "or 1.23 (desired values to the Device's mapper over DMI, no MQTT delta; serves "
+        "DeviceManagerService on --dmi-socket; KubeEdge 1.15-1.23). Default 1.4",
+    )
+    serve.add_argument(
+        "--dmi-socket",
+        default="/etc/kubeedge/dmi.sock",
+        help="with --kubeedge 1.23: where to serve DMI (edgecore's dmi.sock)",
+    )
+    serve.add_argument(
         "--devices",
         type=Path,
         nargs="*",
@@ -55,13 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     store = TwinStore(args.db)
-    standin = EdgecoreStandIn(args.broker, store, layout=Layout(args.layout), node=args.node)
+    standin = EdgecoreStandIn(
+        args.broker,
+        store,
+        layout=Layout(args.layout),
+        node=args.node,
+        dmi_socket=args.dmi_socket if args.kubeedge == "1.23" else None,
+    )
     standin.start()
     standin.add_devices(load_definitions(args.devices))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    logging.getLogger(__name__).info("edgecore stand-in serving node %s", args.node)
+    logging.getLogger(__name__).info(
+        "edgecore stand-in (KubeEdge %s) serving node %s", args.kubeedge, args.node
+    )
     stop.wait()
     standin.stop()
     store.close()

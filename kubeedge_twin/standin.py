@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kubeedge_twin.engine import DeviceDefinition, Outbox, TwinEngine
+from kubeedge_twin.messages import TwinFormatError, TwinMessage
 from kubeedge_twin.store import TwinStore
 from kubeedge_twin.topics import (
     MEMBERSHIP_GET,
@@ -131,6 +132,11 @@ class EdgecoreStandIn:
         if parsed is None:
             return
         device_id, suffix = parsed
+        if suffix == TWIN_CLOUD_UPDATED and self.dmi is not None:
+            # The stand-in's cloud input (cloud-trainer push, kubeedge-twin-sim set-desired);
+            # 1.15+ hands it to the Device's mapper over DMI.
+            self._cloud_over_dmi(device_id, payload)
+            return
         handlers = {
             TWIN_UPDATE: self.engine.twin_update,
             TWIN_GET: self.engine.twin_get,
@@ -177,6 +183,18 @@ class EdgecoreStandIn:
             self.dmi.set_desired(device_id, values)
             return
         self._send(self.engine.set_desired(device_id, values))
+
+    def _cloud_over_dmi(self, device_id: str, payload: bytes) -> None:
+        try:
+            message = TwinMessage.decode(payload)
+            values = {
+                name: entry.expected.value or ""
+                for name, entry in message.twin.items()
+                if entry is not None and entry.expected is not None
+            }
+            self.set_desired(device_id, values)
+        except (TwinFormatError, KeyError) as exc:
+            _LOGGER.warning("cloud update of %s not applied: %s", device_id, exc)
 
     def _cloud_side(self, outbox: Outbox) -> Outbox:
         if self.dmi is None:

@@ -9,9 +9,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from kubeedge_twin import Layout, TwinTopics
+from kubeedge_twin.dmi.mapper import DmiMapper
 from mappers.camera import CameraMapper
 from mappers.metrics import MapperMetrics
 from mappers.profile import ProfileError, load_devices
@@ -69,6 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="mapper", required=True)
     camera = commands.add_parser("camera", help="bridge camera control/status to device twins")
     camera.add_argument(
+        "--transport",
+        choices=["mqtt", "dmi"],
+        default=_env("TRANSPORT", "mqtt"),
+        help="how twins reach edgecore: mqtt ($hw/... topics, KubeEdge 1.4-1.14) or dmi "
+        "(KubeEdge 1.15+: this mapper registers with edgecore for --dmi-protocol)",
+    )
+    camera.add_argument(
+        "--dmi-edgecore-socket",
+        default=_env("DMI_EDGECORE_SOCKET", "/etc/kubeedge/dmi.sock"),
+        help="edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock",
+    )
+    camera.add_argument(
+        "--dmi-socket",
+        default=_env("DMI_SOCKET", "/etc/kubeedge/emotion-camera.sock"),
+        help="where this mapper serves DeviceMapperService for edgecore",
+    )
+    camera.add_argument(
+        "--dmi-protocol",
+        default=_env("DMI_PROTOCOL", "emotion-camera"),
+        help="the cameras' spec.protocol.protocolName (default emotion-camera)",
+    )
+    camera.add_argument(
         "--report-interval",
         type=float,
         default=float(_env("REPORT_INTERVAL", "1")),
@@ -93,12 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
 _SHUTDOWN_TIMEOUT_S = 10.0
 
 
-async def serve(connection: Connection, session: Session) -> None:
-    """Run a mapper until SIGTERM or SIGINT.
+async def serve(
+    connection: Connection, session: Session, beside: Coroutine[Any, Any, None] | None = None
+) -> None:
+    """Run a mapper (and ``beside`` it, its DMI side) until SIGTERM or SIGINT.
 
     It stops within ``_SHUTDOWN_TIMEOUT_S`` whatever state its connection is in.
     """
-    task = asyncio.create_task(run_forever(connection, session))
+
+    async def both() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_forever(connection, session))
+            if beside is not None:
+                tg.create_task(beside)
+
+    task = asyncio.create_task(both())
     stopping = asyncio.Event()
 
     def stop() -> None:
@@ -142,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     metrics = MapperMetrics(args.mapper)
     metrics.serve(args.metrics_port)
     mapper: CameraMapper | ResultMapper
+    dmi: DmiMapper | None = None
+    if args.mapper == "camera" and args.transport == "dmi":
+        dmi = DmiMapper(
+            name=f"camera-mapper-{os.uname().nodename}",
+            protocol=args.dmi_protocol,
+            socket=args.dmi_socket,
+            edgecore_socket=args.dmi_edgecore_socket,
+        )
     if args.mapper == "camera":
         mapper = CameraMapper(
             devices,
@@ -150,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             report_interval_s=args.report_interval,
             resync_s=args.resync,
             metrics=metrics,
+            dmi=dmi,
         )
     else:
         mapper = ResultMapper(
@@ -171,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger(__name__).info(
         "%s mapper serving %d devices on %s", args.mapper, len(devices), args.broker
     )
-    asyncio.run(serve(connection, mapper.session))
+    asyncio.run(serve(connection, mapper.session, dmi.run() if dmi is not None else None))
     return 0
 
 

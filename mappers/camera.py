@@ -5,6 +5,10 @@ For every camera device it serves (SPEC §4.3): subscribes to ``twin/update/delt
 ``enabled`` to ``<root>/<camera>/control`` (retained), and turns the camera's retained
 ``<root>/<camera>/status`` into ``twin/update`` actual values (on change, at a bounded rate),
 ``state/update`` (``online``/``offline``) and ``$ke/events/device/<id>/data/update``.
+
+On KubeEdge 1.15+ (``dmi``) the twins go over DMI instead: the mapper registers with edgecore for
+the cameras' protocol, hears desired values in ``RegisterDevice``/``UpdateDevice`` and reports
+with ``ReportDeviceStatus``/``ReportDeviceStates``, coalesced within edgecore's rate limit.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import aiomqtt
 from edgeinfer import camera as contract
 from edgeinfer.twins import CAMERA_DESIRED, CAPTURE_FPS, ENABLED, LAST_EMOTION, MODEL_VERSION
 from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
+from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin
 from kubeedge_twin.messages import data_update
 from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
@@ -61,11 +66,14 @@ class _Camera:
         topics: TwinTopics,
         metrics: MapperMetrics,
         interval_s: float,
+        dmi: DmiTwin | None = None,
     ) -> None:
         self.device = device
         self._client = client
         self._metrics = metrics
-        self.twin = TwinClient(device.ref, topics=topics, publish=twin_publisher(client))
+        self.twin: TwinClient | DmiTwin = dmi or TwinClient(
+            device.ref, topics=topics, publish=twin_publisher(client)
+        )
         self._device_id = topics.device_id(device.ref)
         self.reporter = BoundedReporter(device, self._report, interval_s)
         self.state: str | None = None
@@ -73,7 +81,11 @@ class _Camera:
 
     async def _report(self, values: Mapping[str, str]) -> None:
         types = {name: self.device.twins[name] for name in values}
-        await publish_safely(self._metrics, "twin", lambda: self.twin.report(values, types))
+        twin = self.twin
+        if isinstance(twin, DmiTwin):
+            await publish_safely(self._metrics, "twin", lambda: twin.report(values))
+        else:
+            await publish_safely(self._metrics, "twin", lambda: twin.report(values, types))
         data = {k: v for k, v in values.items() if k in self.device.data_properties}
         if data:
             topic, payload = data_topic(self._device_id), data_update(data, types)
@@ -108,6 +120,8 @@ class CameraMapper:
         resync_s: How often to re-read desired values and re-send state and actual values
             (an edgecore restart is invisible on the broker; this heals it).
         metrics: Counters.
+        dmi: KubeEdge 1.15+: the DMI mapper of the cameras' protocol (its ``run`` must run
+            beside the sessions); twins then go over DMI, not MQTT.
     """
 
     def __init__(
@@ -119,8 +133,14 @@ class CameraMapper:
         report_interval_s: float = 1.0,
         resync_s: float = 30.0,
         metrics: MapperMetrics | None = None,
+        dmi: DmiMapper | None = None,
     ) -> None:
         self._devices = {device.ref.name: device for device in devices}
+        self._dmi_twins = (
+            {name: dmi.follow(device.ref.namespace, name) for name, device in self._devices.items()}
+            if dmi is not None
+            else {}
+        )
         self._topics = topics
         self._root = topic_root
         self._interval_s = report_interval_s
@@ -130,12 +150,20 @@ class CameraMapper:
     async def session(self, client: aiomqtt.Client) -> None:
         """Serve one connection until it drops: subscribe, re-read twins, bridge."""
         cameras = {
-            name: _Camera(device, client, self._topics, self.metrics, self._interval_s)
+            name: _Camera(
+                device,
+                client,
+                self._topics,
+                self.metrics,
+                self._interval_s,
+                self._dmi_twins.get(name),
+            )
             for name, device in self._devices.items()
         }
         for camera in cameras.values():
-            for topic, qos in camera.twin.subscriptions:
-                await client.subscribe(topic, qos)
+            if isinstance(camera.twin, TwinClient):
+                for topic, qos in camera.twin.subscriptions:
+                    await client.subscribe(topic, qos)
         await client.subscribe(contract.status_filter(self._root), 1)
         async with asyncio.TaskGroup() as tg:
             for camera in cameras.values():
@@ -146,26 +174,41 @@ class CameraMapper:
             async def resync() -> None:
                 for camera in cameras.values():
                     await camera.resend()
-                # The get/result feeds desired() like a delta does.
-                await asyncio.gather(*(c.twin.request_twins() for c in cameras.values()))
+                # The get/result feeds desired() like a delta does (DMI: edgecore calls us).
+                await asyncio.gather(
+                    *(
+                        c.twin.request_twins()
+                        for c in cameras.values()
+                        if isinstance(c.twin, TwinClient)
+                    )
+                )
 
             await every_until_done(receiver, self._resync_s, resync)
 
     async def _forward_desired(self, client: aiomqtt.Client, camera: _Camera) -> None:
-        name = camera.device.ref.name
+        if isinstance(camera.twin, DmiTwin):
+            current = camera.twin.current()  # a new connection: the broker may have lost it
+            if current is not None:
+                await self._control(client, camera, current)
         async for desired in camera.twin.desired():
-            wanted = {k: v for k, v in desired.items() if k in CAMERA_DESIRED}
-            try:
-                control = _control(wanted)
-            except contract.CameraMessageError as exc:
-                self.metrics.refused("desired")
-                _LOGGER.warning("camera %s: desired value refused: %s", name, exc)
-                continue
-            if control == contract.CameraControl():
-                continue
-            topic = contract.control_topic(self._root, name)
-            await publish(client, topic, control.encode(), retain=True)
-            _LOGGER.info("camera %s: desired %s sent", name, control)
+            await self._control(client, camera, desired)
+
+    async def _control(
+        self, client: aiomqtt.Client, camera: _Camera, desired: Mapping[str, str]
+    ) -> None:
+        name = camera.device.ref.name
+        wanted = {k: v for k, v in desired.items() if k in CAMERA_DESIRED}
+        try:
+            control = _control(wanted)
+        except contract.CameraMessageError as exc:
+            self.metrics.refused("desired")
+            _LOGGER.warning("camera %s: desired value refused: %s", name, exc)
+            return
+        if control == contract.CameraControl():
+            return
+        topic = contract.control_topic(self._root, name)
+        await publish(client, topic, control.encode(), retain=True)
+        _LOGGER.info("camera %s: desired %s sent", name, control)
 
     async def _receive(self, client: aiomqtt.Client, cameras: Mapping[str, _Camera]) -> None:
         async for message in client.messages:
@@ -180,6 +223,8 @@ class CameraMapper:
 
     def _twin_message(self, cameras: Mapping[str, _Camera], topic: str, payload: bytes) -> None:
         for camera in cameras.values():
+            if not isinstance(camera.twin, TwinClient):
+                continue
             bad_before = camera.twin.bad_messages
             if camera.twin.handle(topic, payload):
                 if camera.twin.bad_messages > bad_before:

@@ -91,6 +91,10 @@ class DmiTwin:
         while True:
             yield await self._device.queue.get()
 
+    def current(self) -> dict[str, str] | None:
+        """The desired values edgecore gave last (``None`` before it gave any)."""
+        return None if self._device.desired is None else dict(self._device.desired)
+
     def report(self, values: Mapping[str, str]) -> asyncio.Future[None]:
         """Report values; sent with the device's other twins in one coalesced call.
 

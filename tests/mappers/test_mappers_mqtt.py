@@ -274,3 +274,89 @@ async def test_a_cancel_that_races_a_lost_connection_still_stops_the_mapper(brok
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert task.cancelled()
+
+
+async def test_over_dmi_capture_fps_and_enabled_reach_the_camera_and_its_state_comes_back(
+    broker, registry, unique
+):
+    """KubeEdge 1.15+: the stand-in plays edgecore 1.23 (DMI, no MQTT deltas); the camera
+    mapper registers for the cameras' protocol and relays desired values to the camera."""
+    import tempfile
+    from pathlib import Path
+
+    from kubeedge_twin import DeviceDefinition
+    from kubeedge_twin.dmi.mapper import DmiMapper
+
+    settings = make_settings(broker.url, registry, unique)
+    name = f"cam-{unique}"
+    device_id = f"default/{name}"
+    stats = FleetStats()
+    camera = Camera(
+        CameraConfig(
+            name,
+            broker.url,
+            settings.runtime_id,
+            settings.topic_root,
+            fps=2.0,
+            jitter=0.0,
+            report_interval_s=0.1,
+        ),
+        stats,
+    )
+    with tempfile.TemporaryDirectory(prefix="dmi-") as directory:
+        sockets = Path(directory)
+        store = TwinStore()
+        service = EdgecoreStandIn(
+            broker.url,
+            store,
+            layout=Layout.V1_17,
+            client_id=f"ec-dmi-{unique}",
+            dmi_socket=str(sockets / "dmi.sock"),
+        )
+        service.start()
+        service.add_devices(
+            [
+                DeviceDefinition(
+                    name,
+                    desired={n: ("", t) for n, t in CAMERA_TWIN_TYPES.items()},
+                    protocol="emotion-camera",
+                )
+            ]
+        )
+        dmi = DmiMapper(
+            name="camera-mapper",
+            protocol="emotion-camera",
+            socket=str(sockets / "camera.sock"),
+            edgecore_socket=directory,
+            resync_s=0.2,
+        )
+        mapper = CameraMapper(
+            mapped(name),
+            topics=TwinTopics(Layout.V1_17),
+            topic_root=settings.topic_root,
+            report_interval_s=0.1,
+            dmi=dmi,
+        )
+        dmi_task = asyncio.create_task(dmi.run())
+        try:
+            async with running_runtime(settings), serving(broker, unique, mapper.session):
+                run = asyncio.create_task(camera.run(6.0))
+                await until(lambda: state(service, device_id) == "online")
+                await until(lambda: actual(service, device_id, "model_version") == "1.0.0")
+                service.set_desired(device_id, {"capture_fps": "25"})
+                await until(lambda: actual(service, device_id, "capture_fps") == "25")
+                assert camera.fps == 25
+                service.set_desired(device_id, {"enabled": "false"})
+                await until(lambda: actual(service, device_id, "enabled") == "false")
+                assert await sent_in(stats, 1.0) == 0
+                await run
+                await until(lambda: state(service, device_id) == "offline")
+        finally:
+            dmi_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dmi_task
+            service.stop()
+            store.close()
+    assert stats.lost == stats.failed == 0
+    assert service.dmi is not None
+    assert service.dmi.calls.count("UpdateDevice") == 2
