@@ -213,6 +213,9 @@ class DmiEdgecore:
                         pb.UpdateDeviceRequest(device=device), timeout=_CALL_TIMEOUT_S
                     )
             self.calls.append(method)
+            _LOGGER.info(
+                "DMI %s %s -> mapper of %s", method, device_id, device.spec.protocol.protocolName
+            )
         except grpc.RpcError as exc:
             _LOGGER.warning("%s of %s failed: %s", method, device_id, exc)
 
@@ -225,6 +228,12 @@ class DmiEdgecore:
             raise ValueError(
                 f"fail to register mapper {request.mapper.name} because the protocol is nil"
             )
+        _LOGGER.info(
+            "DMI MapperRegister: %s for protocol %s at %s",
+            request.mapper.name,
+            request.mapper.protocol,
+            request.mapper.address.decode(errors="replace"),
+        )
         with self._lock:
             self._mappers[request.mapper.protocol] = request.mapper.address
             ids = [i for i, d in self._devices.items() if d.protocol == request.mapper.protocol]

@@ -145,6 +145,7 @@ class DmiMapper:
         self._ignored: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
         self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._turn = 0  # where the next round of reports starts: every device gets its turn
         self.registered = asyncio.Event()
         self.registrations = 0
         self.rate_limited = 0  # calls edgecore refused with "too many request"
@@ -288,7 +289,9 @@ class DmiMapper:
             self._wake.clear()
             if not self.registered.is_set():
                 continue
-            for device in list(self._devices.values()):
+            devices = list(self._devices.values())
+            start = self._turn % max(1, len(devices))
+            for index, device in enumerate(devices[start:] + devices[:start]):
                 if not (device.dirty or device.state):
                     continue
                 try:
@@ -304,6 +307,7 @@ class DmiMapper:
                     delay = min(_BACKOFF_MAX_S, delay * 2)
                     break
                 delay = 1.0
+                self._turn = start + index + 1
                 future = self._pending.pop((device.namespace, device.name), None)
                 if future is not None and not future.done() and not device.dirty:
                     future.set_result(None)
