@@ -105,7 +105,15 @@ def test_runtime_config_map_holds_every_setting_and_loads():
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_mapper_config_map_names_only_mapper_options(overlay):
-    options = {action.dest.upper() for action in mapper_parser()._actions if action.option_strings}
+    import argparse
+
+    parser = mapper_parser()
+    actions = list(parser._actions)
+    for action in parser._actions:  # the camera and results commands' own options
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                actions += command._actions
+    options = {action.dest.upper() for action in actions if action.option_strings}
     (config,) = (d for n, d in by_kind(overlay, "ConfigMap").items() if n.startswith("mapper"))
     keys = {key.removeprefix("MAPPER_") for key in config["data"]}
     assert keys <= options
