@@ -56,6 +56,11 @@ def _actual(status: contract.CameraStatus) -> dict[str, str]:
     return values
 
 
+def _ignore(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Camera:
     """One camera's twin client, reporter and last known state within a connection."""
 
@@ -83,7 +88,10 @@ class _Camera:
         types = {name: self.device.twins[name] for name in values}
         twin = self.twin
         if isinstance(twin, DmiTwin):
-            await publish_safely(self._metrics, "twin", lambda: twin.report(values))
+            # Not awaited: the DMI mapper keeps the latest values and sends them on this
+            # device's turn (edgecore takes about one call a second for the whole node).
+            twin.report(values).add_done_callback(_ignore)
+            self._metrics.reported("twin")
         else:
             await publish_safely(self._metrics, "twin", lambda: twin.report(values, types))
         data = {k: v for k, v in values.items() if k in self.device.data_properties}
@@ -98,7 +106,12 @@ class _Camera:
         if status.state != self.state:
             self.state = status.state
             state = status.state
-            await publish_safely(self._metrics, "state", lambda: self.twin.report_state(state))
+            twin = self.twin
+            if isinstance(twin, DmiTwin):
+                twin.report_state(state).add_done_callback(_ignore)
+                self._metrics.reported("state")
+            else:
+                await publish_safely(self._metrics, "state", lambda: twin.report_state(state))
         self.reporter.offer(_actual(status))
 
     async def resend(self) -> None:
