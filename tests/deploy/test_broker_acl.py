@@ -217,3 +217,57 @@ def test_camera_mapper_reaches_every_camera_and_cameras_only_their_own(secure_br
     finally:
         forger.close()
         watcher.close()
+
+
+async def test_the_runtime_over_tls_with_the_acl_answers_and_never_shows_its_password(
+    secure_broker, registry, tmp_path, caplog
+):
+    """The runtime as user edge-runtime (password from a file, TLS, production ACL) serves a
+    device; the password is in no log line, metric or retained message."""
+    import asyncio
+    import logging
+
+    from prometheus_client import generate_latest
+
+    from edge_runtime import Request, Status, decode_response, encode_request
+    from tests.helpers import face, make_settings, running_runtime
+
+    broker, pki = secure_broker
+    password = "edge-runtime-secret"
+    secret = tmp_path / "password"
+    secret.write_text(password + "\n")
+    settings = make_settings(
+        f"mqtts://localhost:{broker.port}",
+        registry,
+        "tls",
+        **{
+            "runtime_id": "node-tls",
+            "topic_root": "emotion/v1",
+            "mqtt.username": "edge-runtime",
+            "mqtt.password_file": str(secret),
+            "mqtt.ca_file": str(pki / "ca.crt"),
+        },
+    )
+    device = Client(broker, pki, "cam-1")
+    try:
+        device.subscribe("emotion/v1/cam-1/result", "emotion/v1/runtime/node-tls/#")
+        with caplog.at_level(logging.DEBUG):
+            async with running_runtime(settings) as runtime:
+                device.publish(
+                    "emotion/v1/cam-1/request",
+                    encode_request(Request("tls-1", "cam-1", 0, (face(1),))),
+                )
+                seen = await asyncio.to_thread(device.until, b"online")
+                answers = []
+                while not answers:
+                    topic, payload = await asyncio.to_thread(device.received.get, True, 10)
+                    seen.append((topic, payload))
+                    if topic.endswith("/result"):
+                        answers.append(payload)
+                metrics = generate_latest(runtime.metrics.registry)
+    finally:
+        device.close()
+    assert decode_response(answers[0]).status is Status.OK
+    assert password not in caplog.text
+    assert password.encode() not in metrics
+    assert all(password.encode() not in payload for _, payload in seen)
