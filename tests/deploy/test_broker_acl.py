@@ -233,7 +233,7 @@ async def test_the_runtime_over_tls_with_the_acl_answers_and_never_shows_its_pas
     from tests.helpers import face, make_settings, running_runtime
 
     broker, pki = secure_broker
-    password = "edge-runtime-secret"
+    password = "edge-runtime-secret"  # noqa: S105 - the test broker's password
     secret = tmp_path / "password"
     secret.write_text(password + "\n")
     settings = make_settings(
