@@ -67,7 +67,8 @@ class MicroBatcher(Generic[PayloadT]):
         clock: Monotonic clock in seconds (injected by tests).
         on_batch: Optional observer of (faces, inference_s) per batch.
         on_loop: Run the model on the event loop's thread (blocking it for the batch)
-            instead of the model's worker thread.
+            instead of the model's worker thread; the default agrees with the setting
+            ``batch.on_loop`` (measured lowest latency for small models).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class MicroBatcher(Generic[PayloadT]):
         request_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_batch: Callable[[int, float], None] | None = None,
-        on_loop: bool = False,
+        on_loop: bool = True,
     ) -> None:
         self._model = model
         self._on_loop = on_loop

@@ -17,13 +17,12 @@ from pathlib import Path
 from edge_runtime import (
     AnswerTimeout,
     InferenceClient,
-    MqttTransport,
     Request,
     RetryPolicy,
     Status,
     Topics,
 )
-from tests.helpers import face
+from tests.helpers import face, retrying_device
 
 SOAK_SECONDS = float(os.environ.get("EDGE_SOAK_SECONDS", "0"))
 
@@ -98,24 +97,17 @@ class Load:
                 tg.create_task(self._device(f"cam{d}"))
 
     async def _device(self, name: str) -> None:
-        transport = MqttTransport(
+        async with retrying_device(
             self._url,
-            client_id=f"{name}-{self._unique}",
-            clean_start=True,
+            self._topics.root,
+            name,
+            self._policy,
             session_expiry_s=300,
             keepalive_s=self._keepalive_s,
             reconnect_min_s=0.1,
             reconnect_max_s=1.0,
-        )
-        client = InferenceClient(transport, name, topics=self._topics, policy=self._policy)
-        for topic, qos in client.subscriptions:
-            transport.subscribe(topic, qos)
-        async with transport, asyncio.TaskGroup() as tg:
-            await transport.wait_connected(10)
-            receiver = tg.create_task(client.receive())
-            calls = [tg.create_task(self._loop(client, name, k)) for k in range(self._in_flight)]
-            await asyncio.gather(*calls)
-            receiver.cancel()
+        ) as client:
+            await asyncio.gather(*(self._loop(client, name, k) for k in range(self._in_flight)))
         self.figures.duplicates += client.duplicates
 
     async def _loop(self, client: InferenceClient, name: str, lane: int) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +19,13 @@ import yaml
 from edge_runtime import (
     FacePixels,
     InboundMessage,
+    InferenceClient,
     MqttTransport,
     Request,
     Response,
+    RetryPolicy,
     Runtime,
+    Topics,
     WireFormat,
     decode_response,
     encode_request,
@@ -69,6 +75,44 @@ async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             if not task.done():
                 task.cancel()
             model.close()
+
+
+def runtime_process(
+    broker_url: str,
+    registry: Path,
+    runtime_id: str,
+    topic_root: str,
+    *extra: str,
+    output: int | None = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """``edge-runtime`` as its own process: model 1.0.0 from ``registry``, no twin, no metrics
+    port unless ``extra`` says otherwise (later flags win)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_runtime",
+            "--broker",
+            broker_url,
+            "--runtime-id",
+            runtime_id,
+            "--topic-root",
+            topic_root,
+            "--model-registry",
+            str(registry),
+            "--model-version",
+            "1.0.0",
+            "--metrics-port",
+            "0",
+            "--twin-enabled",
+            "false",
+            *extra,
+        ],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=output,
+        stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
+    )
 
 
 def face(seed: int, size: int = 64, channels: int = 1) -> FacePixels:
@@ -168,6 +212,28 @@ async def device(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@contextlib.asynccontextmanager
+async def retrying_device(
+    broker_url: str, root: str, name: str, policy: RetryPolicy, **transport: Any
+) -> AsyncIterator[InferenceClient]:
+    """A device with the retry client, receiving its answers until the block ends."""
+    topics = Topics(root)
+    options: dict[str, Any] = {"clean_start": True, "session_expiry_s": 0, **transport}
+    mqtt = MqttTransport(broker_url, client_id=f"dev-{name}-{id(topics)}", **options)
+    client = InferenceClient(mqtt, name, topics=topics, policy=policy)
+    for topic, qos in client.subscriptions:
+        mqtt.subscribe(topic, qos)
+    async with mqtt:
+        await mqtt.wait_connected(10)
+        receiver = asyncio.create_task(client.receive())
+        try:
+            yield client
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
 
 
 @contextlib.contextmanager

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,41 +22,30 @@ from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status, encode_request
 from edgeinfer.twins import MODEL_STATUS
 from kubeedge_twin import EdgecoreStandIn, Layout
-from tests.conftest import REPO, free_port, mosquitto_16, start_broker, stop_broker
+from tests.conftest import free_port, mosquitto_16, start_broker, stop_broker
 from tests.faults import Figures, Load, peak_rss_mb, seconds
-from tests.helpers import device, face, make_settings, running_runtime, standin
+from tests.helpers import (
+    device,
+    face,
+    make_settings,
+    running_runtime,
+    runtime_process,
+    standin,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def _runtime(url: str, registry: Path, unique: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_runtime",
-            "--broker",
-            url,
-            "--runtime-id",
-            f"rt-{unique}",
-            "--topic-root",
-            f"faults-{unique}/v1",
-            "--model-registry",
-            str(registry),
-            "--model-version",
-            "1.0.0",
-            "--metrics-port",
-            "0",
-            "--twin-enabled",
-            "false",
-            "--mqtt-reconnect-max-s",
-            "1",
-            *extra,
-        ],
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return runtime_process(
+        url,
+        registry,
+        f"rt-{unique}",
+        f"faults-{unique}/v1",
+        "--mqtt-reconnect-max-s",
+        "1",
+        *extra,
+        output=subprocess.DEVNULL,
     )
 
 

@@ -5,50 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from edge_runtime import InferenceClient, MqttTransport, Request, RetryPolicy, Status, Topics
-from tests.conftest import REPO, free_port
-from tests.helpers import face
+from tests.conftest import free_port
+from tests.helpers import face, runtime_process
 
 pytestmark = pytest.mark.integration
 
 
 def _replica(url: str, registry, root: str, name: str, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_runtime",
-            "--broker",
-            url,
-            "--runtime-id",
-            name,
-            "--topic-root",
-            root,
-            "--share-group",
-            "emotion",
-            "--model-registry",
-            str(registry),
-            "--model-version",
-            "1.0.0",
-            "--metrics-port",
-            str(port),
-            "--metrics-host",
-            "127.0.0.1",
-            "--twin-enabled",
-            "false",
-        ],
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return runtime_process(
+        url,
+        registry,
+        name,
+        root,
+        "--share-group",
+        "emotion",
+        "--metrics-port",
+        str(port),
+        "--metrics-host",
+        "127.0.0.1",
+        output=subprocess.DEVNULL,
     )
 
 

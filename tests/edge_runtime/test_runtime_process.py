@@ -4,49 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
 from edge_runtime import Request, Status
-from tests.conftest import REPO
-from tests.helpers import Device, device, face
+from tests.helpers import Device, device, face, runtime_process
 
 pytestmark = pytest.mark.integration
 
 
 def _start(broker_url: str, registry, unique: str, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge_runtime",
-            "--broker",
-            broker_url,
-            "--runtime-id",
-            f"rt-{unique}",
-            "--topic-root",
-            f"proc-{unique}/v1",
-            "--model-registry",
-            str(registry),
-            "--model-version",
-            "1.0.0",
-            "--metrics-port",
-            "0",
-            "--twin-enabled",
-            "false",
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    return runtime_process(broker_url, registry, f"rt-{unique}", f"proc-{unique}/v1", *extra)
 
 
 async def _state(watcher: Device) -> bytes:
