@@ -257,6 +257,37 @@ def standin(broker: Any, layout: Layout, *device_names: str) -> Iterator[Edgecor
         twin_store.close()
 
 
+@contextlib.contextmanager
+def dmi_standin(
+    broker: Any, sockets: Path, client_id: str, *definitions: DeviceDefinition
+) -> Iterator[EdgecoreStandIn]:
+    """The stand-in playing KubeEdge 1.23 (DMI on ``sockets``/dmi.sock), 1.17 topic layout."""
+    twin_store = TwinStore()
+    service = EdgecoreStandIn(
+        broker.url,
+        twin_store,
+        layout=Layout.V1_17,
+        client_id=client_id,
+        dmi_socket=str(sockets / "dmi.sock"),
+    )
+    service.start()
+    service.add_devices(definitions)
+    try:
+        yield service
+    finally:
+        service.stop()
+        twin_store.close()
+
+
+@contextlib.contextmanager
+def socket_directory() -> Iterator[Path]:
+    """A short directory for Unix sockets (their paths must stay under 108 bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dmi-") as directory:
+        yield Path(directory)
+
+
 def crd_schema(kind: str, version: str) -> dict[str, Any]:
     """The openAPIV3Schema of KubeEdge's CRD (../shared/kubeedge/crds) for ``kind``."""
     crd_file = CRDS / f"devices_{version}_{kind.lower()}.yaml"

@@ -15,8 +15,18 @@ from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status
 from edge_runtime.__main__ import _startup_model
-from kubeedge_twin import EdgecoreStandIn, Layout
-from tests.helpers import device, face, make_settings, running_runtime, standin
+from edgeinfer.twins import MODEL_TWINS
+from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout
+from kubeedge_twin.dmi.edgecore import DmiEdgecore
+from tests.helpers import (
+    device,
+    dmi_standin,
+    face,
+    make_settings,
+    running_runtime,
+    socket_directory,
+    standin,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -361,22 +371,18 @@ async def test_switching_back_to_a_cached_version_needs_no_store(
 
 @pytest.fixture
 def dmi_dir():
-    """A short directory for Unix sockets (their paths must stay under 108 bytes)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="dmi-") as directory:
-        yield Path(directory)
+    with socket_directory() as directory:
+        yield directory
 
 
-async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_refused(
-    broker, swap_registry, store, unique, tmp_path, dmi_dir
-):
-    """KubeEdge 1.15+: the push reaches the runtime only over DMI (UpdateDevice), never as an
-    MQTT delta; the runtime reports through ReportDeviceStatus."""
-    from edgeinfer.twins import MODEL_TWINS
-    from kubeedge_twin import DeviceDefinition, TwinStore
+def _runtime_device(settings) -> DeviceDefinition:
+    return DeviceDefinition(
+        settings.twin_device, desired={n: ("", "string") for n in MODEL_TWINS}, protocol="edgeinfer"
+    )
 
-    settings = _settings(
+
+def _dmi_settings(broker, swap_registry, unique, tmp_path, dmi_dir):
+    return _settings(
         broker,
         swap_registry,
         unique,
@@ -388,26 +394,18 @@ async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_ref
             "dmi.socket": str(dmi_dir / "edgeinfer.sock"),
         },
     )
+
+
+async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_refused(
+    broker, swap_registry, store, unique, tmp_path, dmi_dir
+):
+    """KubeEdge 1.15+: the push reaches the runtime only over DMI (UpdateDevice), never as an
+    MQTT delta; the runtime reports through ReportDeviceStatus."""
+    settings = _dmi_settings(broker, swap_registry, unique, tmp_path, dmi_dir)
     device_id = f"default/{settings.twin_device}"
-    twin_store = TwinStore()
-    service = EdgecoreStandIn(
-        broker.url,
-        twin_store,
-        layout=Layout.V1_17,
-        client_id=f"standin-dmi-{unique}",
-        dmi_socket=str(dmi_dir / "dmi.sock"),
-    )
-    service.start()
-    service.add_devices(
-        [
-            DeviceDefinition(
-                settings.twin_device,
-                desired={n: ("", "string") for n in MODEL_TWINS},
-                protocol="edgeinfer",
-            )
-        ]
-    )
-    try:
+    with dmi_standin(
+        broker, dmi_dir, f"standin-dmi-{unique}", _runtime_device(settings)
+    ) as service:
         async with (
             running_runtime(settings) as runtime,
             device(broker.url, settings.topic_root, "cam") as cam,
@@ -426,9 +424,6 @@ async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_ref
             )
             refused = await _until_failed(service, device_id)
             serving = runtime.model.ref.version
-    finally:
-        service.stop()
-        twin_store.close()
     assert served["model_version"] == "1.1.0"
     assert response.model is not None
     assert response.model.version == "1.1.0"
@@ -436,3 +431,38 @@ async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_ref
     assert serving == "1.1.0"
     assert service.dmi is not None
     assert "UpdateDevice" in service.dmi.calls
+
+
+async def test_over_dmi_restarts_of_the_runtime_and_of_edgecore_resync(
+    broker, swap_registry, store, unique, tmp_path, dmi_dir
+):
+    """A restarted runtime registers again and gets its Device (with the desired version) in
+    the registration's answer; after an edgecore restart it registers again on its own and a
+    change made meanwhile arrives."""
+    settings = _dmi_settings(broker, swap_registry, unique, tmp_path, dmi_dir)
+    device_id = f"default/{settings.twin_device}"
+    with dmi_standin(
+        broker, dmi_dir, f"standin-dmi-{unique}", _runtime_device(settings)
+    ) as service:
+        async with running_runtime(settings):
+            await _until_reported(service, device_id, model_status="serving")
+            service.set_desired(
+                device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+            )
+            await _until_reported(service, device_id, model_version="1.1.0", model_status="serving")
+        async with running_runtime(settings) as runtime:  # starts on 1.0.0 (no cache lookup)
+            await _until(service, device_id, lambda _r: runtime.model.ref.version == "1.1.0")
+            assert service.dmi is not None
+            service.dmi.stop()  # edgecore restarts; the cloud pushes 1.2.0 while it is down
+            restarted = DmiEdgecore(service.engine, service.dmi.socket, service._send)
+            restarted.add_device(
+                device_id,
+                settings.twin_device,
+                "default",
+                "edgeinfer",
+                desired_twins(swap_registry, "emotion", "1.2.0", store.url),
+            )
+            service.dmi = restarted
+            restarted.start()
+            await _until_reported(service, device_id, model_version="1.2.0", model_status="serving")
+    assert "MapperRegister" in restarted.calls  # registered again (reports need no registration)

@@ -21,7 +21,7 @@ from kubeedge_twin import DeviceRef, EdgecoreStandIn, Layout, TwinStore, TwinTop
 from kubeedge_twin.topics import TWIN_UPDATE_DELTA
 from mappers import CameraMapper, Connection, MappedDevice, ResultMapper, run_forever
 from tests.conftest import Broker, start_broker, stop_broker
-from tests.helpers import make_settings, running_runtime
+from tests.helpers import dmi_standin, make_settings, running_runtime, socket_directory
 
 pytestmark = pytest.mark.integration
 
@@ -281,9 +281,6 @@ async def test_over_dmi_capture_fps_and_enabled_reach_the_camera_and_its_state_c
 ):
     """KubeEdge 1.15+: the stand-in plays edgecore 1.23 (DMI, no MQTT deltas); the camera
     mapper registers for the cameras' protocol and relays desired values to the camera."""
-    import tempfile
-    from pathlib import Path
-
     from kubeedge_twin import DeviceDefinition
     from kubeedge_twin.dmi.mapper import DmiMapper
 
@@ -303,31 +300,18 @@ async def test_over_dmi_capture_fps_and_enabled_reach_the_camera_and_its_state_c
         ),
         stats,
     )
-    with tempfile.TemporaryDirectory(prefix="dmi-") as directory:
-        sockets = Path(directory)
-        store = TwinStore()
-        service = EdgecoreStandIn(
-            broker.url,
-            store,
-            layout=Layout.V1_17,
-            client_id=f"ec-dmi-{unique}",
-            dmi_socket=str(sockets / "dmi.sock"),
-        )
-        service.start()
-        service.add_devices(
-            [
-                DeviceDefinition(
-                    name,
-                    desired={n: ("", t) for n, t in CAMERA_TWIN_TYPES.items()},
-                    protocol="emotion-camera",
-                )
-            ]
-        )
+    definition = DeviceDefinition(
+        name, desired={n: ("", t) for n, t in CAMERA_TWIN_TYPES.items()}, protocol="emotion-camera"
+    )
+    with (
+        socket_directory() as sockets,
+        dmi_standin(broker, sockets, f"ec-dmi-{unique}", definition) as service,
+    ):
         dmi = DmiMapper(
             name="camera-mapper",
             protocol="emotion-camera",
             socket=str(sockets / "camera.sock"),
-            edgecore_socket=directory,
+            edgecore_socket=str(sockets),
             resync_s=0.2,
         )
         mapper = CameraMapper(
@@ -355,8 +339,6 @@ async def test_over_dmi_capture_fps_and_enabled_reach_the_camera_and_its_state_c
             dmi_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await dmi_task
-            service.stop()
-            store.close()
     assert stats.lost == stats.failed == 0
     assert service.dmi is not None
     assert service.dmi.calls.count("UpdateDevice") == 2
