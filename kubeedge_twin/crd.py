@@ -46,6 +46,7 @@ def _v1beta1(doc: Mapping[str, Any]) -> DeviceDefinition:
         description=str((meta.get("labels") or {}).get("description", "")),
         desired=desired,
         protocol=str((spec.get("protocol") or {}).get("protocolName", "")),
+        config_data=dict((spec.get("protocol") or {}).get("configData") or {}),
     )
 
 

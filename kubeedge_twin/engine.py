@@ -57,6 +57,7 @@ class DeviceDefinition:
     description: str = ""
     desired: Mapping[str, tuple[str, str]] = ()  # type: ignore[assignment] # name -> (value, type)
     protocol: str = ""  # spec.protocol.protocolName (v1beta1): which DMI mapper serves it
+    config_data: Mapping[str, object] = ()  # type: ignore[assignment] # spec.protocol.configData
 
 
 def _parses(value: str, kind: str) -> bool:

@@ -168,6 +168,7 @@ class EdgecoreStandIn:
                     definition.namespace,
                     definition.protocol,
                     {k: v for k, (v, _) in definition.desired.items()},
+                    dict(definition.config_data),
                 )
 
     def set_desired(self, device_id: str, values: Mapping[str, str]) -> None:

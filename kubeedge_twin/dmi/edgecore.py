@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, wrappers_pb2
 
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
 from kubeedge_twin.dmi.v1beta1 import api_pb2_grpc as rpc
@@ -31,6 +32,29 @@ from kubeedge_twin.messages import now_ms
 
 _LOGGER = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 10.0  # client.go: context.WithTimeout(..., 10*time.Second)
+
+
+def config_value(value: object) -> any_pb2.Any:
+    """One configData value as ``ConvertDevice`` makes it (util.go ``dataToAny`` at v1.23.1).
+
+    The Device reaches edgecore as JSON decoded into Go's ``map[string]interface{}``, so every
+    number is a float64 by then: integers too become ``FloatValue`` (float32, so precision
+    beyond 2**24 is lost). Strings become ``StringValue``, booleans ``BoolValue``; anything else
+    (null, lists, maps) fails the conversion.
+
+    Raises:
+        ValueError: for a value ``dataToAny`` refuses.
+    """
+    wrapped = any_pb2.Any()
+    if isinstance(value, str):
+        wrapped.Pack(wrappers_pb2.StringValue(value=value))
+    elif isinstance(value, bool):
+        wrapped.Pack(wrappers_pb2.BoolValue(value=value))
+    elif isinstance(value, int | float):
+        wrapped.Pack(wrappers_pb2.FloatValue(value=float(value)))
+    else:
+        raise ValueError(f"unsupported configData value {value!r}")  # noqa: TRY004 - edgecore's error
+    return wrapped
 
 
 class RateLimiter:
@@ -77,6 +101,7 @@ class DmiDevice:
     namespace: str
     protocol: str
     desired: dict[str, str]
+    config_data: dict[str, object]
     model: str = ""
 
 
@@ -147,11 +172,12 @@ class DmiEdgecore:
         namespace: str,
         protocol: str,
         desired: Mapping[str, str],
+        config_data: Mapping[str, object] | None = None,
     ) -> None:
         """A Device bound to this node: ``RegisterDevice`` to its protocol's mapper, if any."""
         with self._lock:
             self._devices[device_id] = DmiDevice(
-                name, namespace or "default", protocol, dict(desired)
+                name, namespace or "default", protocol, dict(desired), dict(config_data or {})
             )
         self._call_mapper(device_id, "RegisterDevice")
 
@@ -172,17 +198,19 @@ class DmiEdgecore:
             if known is None:
                 return None
             desired = dict(known.desired)
+            config_data = dict(known.config_data)
         properties = [
             pb.DeviceProperty(name=name, desired=pb.TwinProperty(value=value))
             for name, value in sorted(desired.items())
         ]
+        protocol = pb.ProtocolConfig(protocolName=known.protocol)
+        for key, value in config_data.items():
+            protocol.configData.data[key].CopyFrom(config_value(value))
         return pb.Device(
             name=known.name,
             namespace=known.namespace,
             spec=pb.DeviceSpec(
-                deviceModelReference=known.model,
-                protocol=pb.ProtocolConfig(protocolName=known.protocol),
-                properties=properties,
+                deviceModelReference=known.model, protocol=protocol, properties=properties
             ),
         )
 
@@ -192,7 +220,11 @@ class DmiEdgecore:
         )
 
     def _call_mapper_now(self, device_id: str, method: str) -> None:
-        device = self.pb_device(device_id)
+        try:
+            device = self.pb_device(device_id)
+        except ValueError as exc:  # ConvertDevice failed: edgecore logs it and calls nobody
+            _LOGGER.error("fail to convert device %s with err: %s", device_id, exc)  # noqa: TRY400
+            return
         if device is None:
             return
         with self._lock:
@@ -239,7 +271,15 @@ class DmiEdgecore:
             ids = [i for i, d in self._devices.items() if d.protocol == request.mapper.protocol]
         if not request.withData:
             return pb.MapperRegisterResponse()
-        devices = [d for d in (self.pb_device(i) for i in ids) if d is not None]
+        devices = []
+        for device_id in ids:
+            try:
+                device = self.pb_device(device_id)
+            except ValueError as exc:  # server.go: logged, the device left out
+                _LOGGER.error("fail to convert device %s with err: %s", device_id, exc)  # noqa: TRY400
+                continue
+            if device is not None:
+                devices.append(device)
         models = [
             pb.DeviceModel(name=d.spec.deviceModelReference, namespace=d.namespace) for d in devices
         ]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import wrappers_pb2
 from grpc import aio
 
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
@@ -52,6 +53,39 @@ def desired_of(device: pb.Device) -> dict[str, str]:
     return {p.name: p.desired.value for p in device.spec.properties if p.HasField("desired")}
 
 
+_WRAPPERS: tuple[type[Any], ...] = (
+    wrappers_pb2.StringValue,
+    wrappers_pb2.BoolValue,
+    wrappers_pb2.FloatValue,
+    wrappers_pb2.DoubleValue,
+    wrappers_pb2.Int32Value,
+    wrappers_pb2.Int64Value,
+    wrappers_pb2.UInt32Value,
+    wrappers_pb2.UInt64Value,
+)
+
+
+def config_of(device: pb.Device) -> dict[str, object]:
+    """``spec.protocol.configData`` decoded from the ``Any`` wrappers edgecore packs.
+
+    Numbers arrive as float32 ``FloatValue`` (edgecore's JSON round trip makes every number a
+    float), so ``554`` comes back as ``554.0``; a value of another type is left out (logged).
+    """
+    values: dict[str, object] = {}
+    for key, packed in device.spec.protocol.configData.data.items():
+        for wrapper in _WRAPPERS:
+            if packed.Is(wrapper.DESCRIPTOR):
+                message = wrapper()
+                packed.Unpack(message)
+                values[key] = message.value
+                break
+        else:
+            _LOGGER.warning(
+                "configData %s of %s: unknown type %s", key, device.name, packed.type_url
+            )
+    return values
+
+
 @dataclass
 class _Device:
     """What the mapper knows of one followed device."""
@@ -59,6 +93,7 @@ class _Device:
     namespace: str
     name: str
     desired: dict[str, str] | None = None  # None until edgecore told us
+    config: dict[str, object] = field(default_factory=dict)  # spec.protocol.configData
     reported: dict[str, str] = field(default_factory=dict)
     queue: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
     dirty: bool = False  # reported values not yet sent
@@ -90,6 +125,10 @@ class DmiTwin:
         """Every desired value of the device, each time one of them changes."""
         while True:
             yield await self._device.queue.get()
+
+    def config(self) -> dict[str, object]:
+        """The Device's ``spec.protocol.configData`` as edgecore gave it last."""
+        return dict(self._device.config)
 
     def current(self) -> dict[str, str] | None:
         """The desired values edgecore gave last (``None`` before it gave any)."""
@@ -185,6 +224,7 @@ class DmiMapper:
                 self._ignored.add(key)
                 _LOGGER.info("mapper %s ignores device %s/%s (not followed here)", self._name, *key)
             return
+        known.config = config_of(device)
         desired = desired_of(device)
         if desired != known.desired:
             known.desired = desired

@@ -32,10 +32,16 @@ class Edgecore:
             self.engine, str(directory / "dmi.sock"), self.published.extend, limiter
         )
 
-    def add(self, name: str, protocol: str = "edgeinfer", **desired: str) -> None:
+    def add(
+        self,
+        name: str,
+        protocol: str = "edgeinfer",
+        config_data: dict[str, object] | None = None,
+        **desired: str,
+    ) -> None:
         definition = DeviceDefinition(name, desired={k: (v, "string") for k, v in desired.items()})
         self.engine.add_device(definition)
-        self.dmi.add_device(f"default/{name}", name, "default", protocol, desired)
+        self.dmi.add_device(f"default/{name}", name, "default", protocol, desired, config_data)
 
     def set_desired(self, name: str, **values: str) -> None:
         self.dmi.set_desired(f"default/{name}", values)
@@ -303,3 +309,34 @@ async def test_a_cloud_side_desired_change_is_an_mqtt_delta_only_on_1_4(
         store.close()
     deltas = [t for t in topics if t.endswith("/twin/update/delta")]
     assert bool(deltas) is (mode == "1.4"), topics
+
+
+async def test_config_data_arrives_as_edgecore_encodes_it(short_tmp):
+    """configData goes through edgecore's JSON round trip: every number becomes a float32
+    FloatValue (554 arrives as 554.0), strings StringValue, booleans BoolValue; a Device with
+    a nested value fails ConvertDevice and reaches no mapper."""
+    edgecore = Edgecore(short_tmp)
+    edgecore.add(
+        "cam",
+        config_data={"host": "cam-7.local", "port": 554, "gain": 1.1, "hdr": True},
+        capture_fps="5",
+    )
+    edgecore.add("broken", config_data={"nested": {"a": 1}}, capture_fps="5")
+    edgecore.dmi.start()
+    mapper = _mapper(short_tmp)
+    twin = mapper.follow("default", "cam")
+    broken = mapper.follow("default", "broken")
+    try:
+        async with running(mapper):
+            await _next(twin)
+            config = twin.config()
+            edgecore.set_desired("broken", capture_fps="9")  # its conversion fails again
+            await asyncio.sleep(0.5)
+    finally:
+        edgecore.dmi.stop()
+    assert config["host"] == "cam-7.local"
+    assert config["port"] == 554.0
+    assert config["gain"] == pytest.approx(1.1, rel=1e-6)  # float32, not 1.1 exactly
+    assert config["gain"] != 1.1
+    assert config["hdr"] is True
+    assert broken.current() is None  # never delivered
