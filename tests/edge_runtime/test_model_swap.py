@@ -180,14 +180,24 @@ async def test_newer_desired_supersedes_a_version_still_loading(
     assert swaps == {"ok": 1.0, "failed": None}  # 1.1.0 was loaded, then dropped unserved
 
 
+@pytest.mark.parametrize("kubeedge", ["1.4", "1.23"], ids=["mqtt-1.4", "dmi-1.23"])
 async def test_swap_under_load_fails_and_loses_nothing(
-    broker, swap_registry, store, unique, tmp_path
+    broker, swap_registry, store, unique, tmp_path, kubeedge
 ):
-    settings = _settings(broker, swap_registry, unique, tmp_path)
-    device_id = settings.twin_device
     devices = 8
     after_swap = 20
-    with standin(broker, Layout.V1_4, device_id) as service:
+    with contextlib.ExitStack() as scope:
+        if kubeedge == "1.4":
+            settings = _settings(broker, swap_registry, unique, tmp_path)
+            device_id = settings.twin_device
+            service = scope.enter_context(standin(broker, Layout.V1_4, device_id))
+        else:
+            sockets = scope.enter_context(socket_directory())
+            settings = _dmi_settings(broker, swap_registry, unique, tmp_path, sockets)
+            device_id = f"default/{settings.twin_device}"
+            service = scope.enter_context(
+                dmi_standin(broker, sockets, f"standin-{unique}", _runtime_device(settings))
+            )
         async with running_runtime(settings), contextlib.AsyncExitStack() as stack:
             cams = [
                 await stack.enter_async_context(device(broker.url, settings.topic_root, f"d{i}"))
