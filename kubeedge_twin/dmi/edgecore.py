@@ -214,6 +214,45 @@ class DmiEdgecore:
             ),
         )
 
+    def device_status(self, device_id: str) -> dict[str, Any] | None:
+        """The Device's ``DeviceStatus`` object as cloudcore 1.23 writes it from edge reports.
+
+        ``reported`` and ``observedDesired`` of the properties the Device's spec names (others
+        are not written), its state and last online time (DMI.md section 5).
+        """
+        with self._lock:
+            known = self._devices.get(device_id)
+            names = sorted(known.desired) if known is not None else []
+        stored = self._engine.device(device_id)
+        if known is None or stored is None:
+            return None
+        twins = []
+        for name in names:
+            twin = stored.twins.get(name)
+            if twin is None or twin.actual is None:
+                continue
+            twins.append(
+                {
+                    "propertyName": name,
+                    "reported": {"value": twin.actual.value or ""},
+                    "observedDesired": {
+                        "value": (twin.expected.value or "") if twin.expected else ""
+                    },
+                }
+            )
+        status: dict[str, Any] = {"twins": twins}
+        if stored.state and stored.state != "unknown":
+            status["state"] = stored.state
+        if stored.last_online:
+            status["lastOnlineTime"] = stored.last_online
+        return {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "DeviceStatus",
+            "metadata": {"name": known.name, "namespace": known.namespace},
+            "spec": {},
+            "status": status,
+        }
+
     def _call_mapper(self, device_id: str, method: str) -> None:
         self._outgoing.submit(self._call_mapper_now, device_id, method).add_done_callback(
             _log_failure

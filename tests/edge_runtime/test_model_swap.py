@@ -19,6 +19,7 @@ from edgeinfer.twins import MODEL_TWINS
 from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout
 from kubeedge_twin.dmi.edgecore import DmiEdgecore
 from tests.helpers import (
+    crd_schema,
     device,
     dmi_standin,
     face,
@@ -434,13 +435,21 @@ async def test_over_dmi_desired_is_fetched_served_and_reported_and_a_bad_one_ref
             )
             refused = await _until_failed(service, device_id)
             serving = runtime.model.ref.version
+            assert service.dmi is not None
+            status = service.dmi.device_status(device_id)
     assert served["model_version"] == "1.1.0"
     assert response.model is not None
     assert response.model.version == "1.1.0"
     assert refused["model_status"] == "failed:sha256_mismatch_for_model.tflite"
     assert serving == "1.1.0"
-    assert service.dmi is not None
     assert "UpdateDevice" in service.dmi.calls
+    # What cloudcore 1.23 makes of the reports: a DeviceStatus valid against KubeEdge's CRD.
+    import jsonschema
+
+    jsonschema.validate(status, crd_schema("DeviceStatus", "v1beta1"))
+    reported = {t["propertyName"]: t["reported"]["value"] for t in status["status"]["twins"]}
+    assert reported["model_version"] == "1.1.0"
+    assert reported["model_status"] == "failed:sha256_mismatch_for_model.tflite"
 
 
 async def test_over_dmi_restarts_of_the_runtime_and_of_edgecore_resync(
