@@ -286,3 +286,44 @@ def _bucket_share(text: str, histogram: str, le: float) -> float:
             bound = line.split('le="')[1].split('"')[0]
             values[bound] = float(line.rsplit(" ", 1)[1])
     return values[str(le)] / values["+Inf"]
+
+
+async def test_edgecore_restarted_mid_load(broker, registry, unique):
+    """The edgecore stand-in stops and comes back with its database (edgecore keeps edge.db)
+    under load: requests do not depend on it, and the runtime's reported twin is still there."""
+    from edgeinfer.twins import MODEL_TWINS, MODEL_VERSION
+    from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, TwinStore
+
+    figures = Figures("edgecore (stand-in) restart")
+    settings = make_settings(broker.url, registry, unique, **{"twin.enabled": True})
+    device_id = settings.twin_device
+    store = TwinStore()
+    definition = DeviceDefinition(device_id, desired={n: ("", "string") for n in MODEL_TWINS})
+
+    def start() -> EdgecoreStandIn:
+        service = EdgecoreStandIn(broker.url, store, client_id=f"ec-{unique}")
+        service.start()
+        service.add_devices([definition])
+        return service
+
+    service = start()
+    try:
+        async with (
+            running_runtime(settings),
+            Load(broker.url, settings.topic_root, unique, figures),
+        ):
+            await asyncio.sleep(seconds(1.0))
+            service.stop()
+            await asyncio.sleep(1.0)
+            service = start()
+            await asyncio.sleep(seconds(1.0))
+            device = service.engine.device(device_id)
+            twin = device.twins.get(MODEL_VERSION) if device else None
+            reported = twin.actual.value if twin is not None and twin.actual else None
+    finally:
+        service.stop()
+        store.close()
+    figures.report()
+    assert figures.lost == 0, figures
+    assert figures.not_ok == {}, figures
+    assert reported == "1.0.0"
