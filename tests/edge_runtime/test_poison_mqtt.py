@@ -200,3 +200,72 @@ async def test_odd_content_type_and_correlation_data_are_served(broker, registry
         )
         (response,) = await odd.receive(1)
     assert response.status is Status.OK
+
+
+async def test_a_flood_of_random_payloads_and_properties_beside_a_good_device(
+    broker, registry, unique, loop_errors
+):
+    """Hypothesis-made payloads (bit-flipped requests, JSON, bytes) with random content types,
+    response topics and correlation data, published over MQTT while a good device keeps
+    asking: every bad one is answered or counted, the good device gets every answer, and the
+    runtime never loses its connection."""
+    import random
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edge_runtime import encode_request
+
+    valid = encode_request(Request("v", "fuzz", 0, (face(1),)))
+    payloads = st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.integers(0, len(valid) * 8 - 1), max_size=6).map(
+            lambda bits: _flipped(valid, bits)
+        ),
+        st.text(max_size=200).map(str.encode),
+    )
+    cases = st.tuples(
+        payloads,
+        st.sampled_from(["", "application/json", "application/x-protobuf", "x/\u2603"]),
+        st.text(alphabet="ab/+#$", max_size=12),
+        st.one_of(st.none(), st.binary(max_size=16)),
+    )
+    runtime_settings = make_settings(broker.url, registry, unique)
+    async with (
+        running_runtime(runtime_settings) as runtime,
+        device(broker.url, runtime_settings.topic_root, "fuzz") as bad,
+        device(broker.url, runtime_settings.topic_root, "good") as good,
+    ):
+        connections = runtime.transport.connections
+        sent: list[tuple[bytes, str, str, bytes | None]] = []
+
+        @settings(max_examples=300, suppress_health_check=list(HealthCheck), deadline=None)
+        @given(cases)
+        def collect(case: tuple[bytes, str, str, bytes | None]) -> None:
+            sent.append(case)
+
+        collect()
+        rng = random.Random(7)  # noqa: S311 - test data
+        good_answers = 0
+        for number, (payload, content_type, response_topic, correlation) in enumerate(sent):
+            await bad.transport.publish(
+                bad.request_topic(),
+                payload,
+                content_type=content_type,
+                response_topic=response_topic.strip("/") if "/" in response_topic else "",
+                correlation_data=correlation,
+            )
+            if rng.random() < 0.2:
+                await _good_answer(good, f"g{number}")
+                good_answers += 1
+        await _good_answer(good, "last")
+        await _all_acknowledged(runtime)
+        assert runtime.transport.connections == connections
+    assert good_answers > 20
+
+
+def _flipped(payload: bytes, bits: list[int]) -> bytes:
+    flipped = bytearray(payload)
+    for bit in bits:
+        flipped[bit // 8] ^= 1 << (bit % 8)
+    return bytes(flipped)
