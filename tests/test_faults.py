@@ -49,6 +49,15 @@ def _runtime(url: str, registry: Path, unique: str, *extra: str) -> subprocess.P
     )
 
 
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A mosquitto of this test's own (our settings): a fault scenario loads its broker hard
+    and must neither inherit nor leave state on the session's shared one."""
+    own = start_broker(tmp_path)
+    yield own
+    stop_broker(own)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()

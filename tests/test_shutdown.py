@@ -43,6 +43,20 @@ def _devices_file(directory: Path) -> Path:
 
 Command = Callable[[str, Path, Path], list[str]]
 
+
+def _mapper(kind: str) -> Command:
+    return lambda url, _registry, tmp: [
+        "mappers",
+        "--broker",
+        url,
+        "--devices",
+        str(_devices_file(tmp.parent)),
+        "--log-level",
+        "INFO",
+        kind,
+    ]
+
+
 PROGRAMS: dict[str, tuple[Command, float]] = {
     "edge-runtime": (
         lambda url, registry, _tmp: [
@@ -64,32 +78,8 @@ PROGRAMS: dict[str, tuple[Command, float]] = {
         ],
         3.0 + 2.0,  # drain bound + the offline publish's bound
     ),
-    "kubeedge-mapper camera": (
-        lambda url, _registry, tmp: [
-            "mappers",
-            "--broker",
-            url,
-            "--devices",
-            str(_devices_file(tmp.parent)),
-            "--log-level",
-            "INFO",
-            "camera",
-        ],
-        10.0,
-    ),
-    "kubeedge-mapper results": (
-        lambda url, _registry, tmp: [
-            "mappers",
-            "--broker",
-            url,
-            "--devices",
-            str(_devices_file(tmp.parent)),
-            "--log-level",
-            "INFO",
-            "results",
-        ],
-        10.0,
-    ),
+    "kubeedge-mapper camera": (_mapper("camera"), 10.0),
+    "kubeedge-mapper results": (_mapper("results"), 10.0),
     "kubeedge-twin-sim serve": (
         lambda url, _registry, tmp: [
             "kubeedge_twin",

@@ -78,6 +78,20 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+def _camera(name: str, broker: Broker, settings, stats: FleetStats) -> Camera:
+    """A camera at 2 fps, reporting its status every 0.1 s."""
+    config = CameraConfig(
+        name,
+        broker.url,
+        settings.runtime_id,
+        settings.topic_root,
+        fps=2.0,
+        jitter=0.0,
+        report_interval_s=0.1,
+    )
+    return Camera(config, stats)
+
+
 async def sent_in(stats: FleetStats, seconds: float) -> int:
     before = stats.sent
     await asyncio.sleep(seconds)
@@ -96,18 +110,7 @@ async def test_twin_drives_the_camera_and_its_actual_comes_back(broker, registry
         report_interval_s=0.1,
     )
     stats = FleetStats()
-    camera = Camera(
-        CameraConfig(
-            name,
-            broker.url,
-            settings.runtime_id,
-            settings.topic_root,
-            fps=2.0,
-            jitter=0.0,
-            report_interval_s=0.1,
-        ),
-        stats,
-    )
+    camera = _camera(name, broker, settings, stats)
     with edgecore(broker, layout, unique, name) as service:
         async with running_runtime(settings), serving(broker, unique, mapper.session):
             run = asyncio.create_task(camera.run(9.0))
@@ -288,18 +291,7 @@ async def test_over_dmi_capture_fps_and_enabled_reach_the_camera_and_its_state_c
     name = f"cam-{unique}"
     device_id = f"default/{name}"
     stats = FleetStats()
-    camera = Camera(
-        CameraConfig(
-            name,
-            broker.url,
-            settings.runtime_id,
-            settings.topic_root,
-            fps=2.0,
-            jitter=0.0,
-            report_interval_s=0.1,
-        ),
-        stats,
-    )
+    camera = _camera(name, broker, settings, stats)
     definition = DeviceDefinition(
         name, desired={n: ("", t) for n, t in CAMERA_TWIN_TYPES.items()}, protocol="emotion-camera"
     )
