@@ -98,7 +98,6 @@ class _Device:
     queue: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
     dirty: bool = False  # reported values not yet sent
     state: str = ""  # a state not yet sent
-    sent: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class DmiTwin:
