@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -142,8 +143,6 @@ class DmiEdgecore:
 
     def start(self) -> None:
         """Serve ``DeviceManagerService`` (a stale socket file is replaced, as edgecore does)."""
-        import os
-
         if os.path.exists(self._socket):
             os.unlink(self._socket)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -154,8 +153,6 @@ class DmiEdgecore:
 
     def stop(self) -> None:
         """Stop serving and remove the socket (edgecore stopping)."""
-        import os
-
         self._outgoing.shutdown(wait=True)
         if self._server is not None:
             self._server.stop(grace=0.5).wait()
