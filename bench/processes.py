@@ -81,7 +81,7 @@ def runtime(
     metrics_port = free_port()
     command = [
         sys.executable, "-m", "edge_runtime", "--broker", f"mqtt://127.0.0.1:{port}",
-        "--runtime-id", "bench", "--metrics-port", str(metrics_port),
+        "--runtime-id", "bench", "--metrics-port", str(metrics_port), "--http-port", "0",
         "--model-registry", str(registry), "--model-version", "1.0.0", "--log-level", "WARNING",
         *extra,
     ]  # fmt: skip

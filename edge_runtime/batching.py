@@ -45,7 +45,7 @@ class BatchOutcome:
 
 
 @dataclass(slots=True)
-class _Stats:
+class BatchStats:
     batches: int = 0
     faces: int = 0
     failed_batches: int = 0
@@ -97,7 +97,7 @@ class MicroBatcher(Generic[PayloadT]):
         self._outstanding = 0
         self._empty = asyncio.Event()
         self._empty.set()
-        self.stats = _Stats()
+        self.stats = BatchStats()
 
     @property
     def depth(self) -> int:

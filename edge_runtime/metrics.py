@@ -29,12 +29,15 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "edge_requests", "Requests answered, by status.", ["status"], registry=r
+            "edge_requests",
+            "Requests answered, by front door (mqtt, tfserving, oip) and status.",
+            ["frontdoor", "status"],
+            registry=r,
         )
         self.rejected = Counter(
             "edge_invalid_requests",
-            "Requests refused as invalid, by reason.",
-            ["reason"],
+            "Requests refused as invalid, by front door and reason.",
+            ["frontdoor", "reason"],
             registry=r,
         )
         self.faces = Counter("edge_faces", "Faces classified.", registry=r)
@@ -58,7 +61,8 @@ class Metrics:
         )
         self.request_seconds = Histogram(
             "edge_request_seconds",
-            "Receipt to response, inside the runtime.",
+            "Receipt to response, inside the runtime, by front door.",
+            ["frontdoor"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -14,7 +14,8 @@ from edge_runtime.messages import FacePixels, InputSpec, PixelArray
 _cv2: ModuleType | None = None
 
 
-def _opencv() -> ModuleType:
+def opencv() -> ModuleType:
+    """OpenCV, imported on first use (faces that already fit never need it)."""
     # Imported lazily: faces that already match the advertised input never need it.
     global _cv2
     if _cv2 is None:
@@ -43,7 +44,7 @@ def _fit(face: FacePixels, spec: InputSpec) -> PixelArray:
     height, width, channels = array.shape
     if channels == spec.channels and (height, width) == (spec.height, spec.width):
         return array
-    cv2 = _opencv()
+    cv2 = opencv()
     work = array
     if channels == 3 and spec.channels == 1:
         work = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)

@@ -177,6 +177,50 @@ class MetricsSettings:
     )
 
 
+class FloatRange(enum.StrEnum):
+    """What float pixel values sent over HTTP mean."""
+
+    UNIT = "unit"  # 0..1, pixel / 255: the reference Android app, most image pipelines
+    BYTE = "byte"  # 0..255
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP front door: TF Serving REST, Open Inference Protocol, metrics and probes."""
+
+    host: str = setting("0.0.0.0", "Address the HTTP server binds.")  # noqa: S104 - a pod serves on all interfaces
+    port: int = setting(
+        8501,
+        "Port for TF Serving REST (/v1), the Open Inference Protocol (/v2), /metrics, "
+        "/healthz and /readyz; 8501 is TF Serving's REST port; 0 disables.",
+        flag="--http-port",
+    )
+    max_body_bytes: int = setting(
+        16 * 1024 * 1024,
+        "Largest HTTP request body (JSON text takes about 20 bytes per pixel value; the "
+        "decoded faces obey the limits.* settings).",
+    )
+    float_range: FloatRange = setting(
+        FloatRange.UNIT,
+        "Float pixels in TF Serving requests and FP32 Open Inference Protocol tensors: unit "
+        "(0..1, the reference app's pixel/255) or byte (0..255).",
+    )
+    tfserving_models: str = setting(
+        "model_emotion=emotion",
+        "TF Serving model names for registry models, name=registry_name[,...]; every "
+        "registry model is also reachable under its own name.",
+    )
+    tfserving_versions: str = setting(
+        "4=serving",
+        "TF Serving version numbers, number=registry_version[,...]: 'serving' is whichever "
+        "version serves now (pushes follow it); a registry version answers only while it "
+        "serves. The default is the version the reference app pins.",
+    )
+    tfserving_labels: str = setting(
+        "", "TF Serving version labels, label=number[,...] (e.g. stable=4)."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TwinSettings:
     """KubeEdge device-twin synchronisation of the served model."""
@@ -236,6 +280,7 @@ class Settings:
     batch: BatchSettings = field(default_factory=BatchSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     twin: TwinSettings = field(default_factory=TwinSettings)
     dmi: DmiSettings = field(default_factory=DmiSettings)
 
@@ -261,6 +306,23 @@ class SettingSpec:
     type: type
     default: Any
     help: str
+
+
+def pairs(text: str) -> dict[str, str]:
+    """Parse ``a=b,c=d`` (blank: none) into a mapping.
+
+    Raises:
+        ValueError: an item without ``=``, an empty side, or a key given twice.
+    """
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (side.strip() for side in item.partition("="))
+        if not sep or not key or not value:
+            raise ValueError(f"expected key=value, got {item!r}")
+        if key in mapping:
+            raise ValueError(f"{key!r} given twice")
+        mapping[key] = value
+    return mapping
 
 
 def iter_settings(cls: type = Settings, prefix: str = "") -> Iterator[SettingSpec]:
@@ -509,6 +571,42 @@ def _validate(s: Settings) -> None:
         s.metrics.port,
         "must be a port number (0 disables)",
     )
+    _require(
+        0 <= s.http.port <= 65535,
+        "http.port",
+        s.http.port,
+        "must be a port number (0 disables)",
+    )
+    _require(
+        s.http.max_body_bytes > 0,
+        "http.max_body_bytes",
+        s.http.max_body_bytes,
+        "must be greater than 0",
+    )
+    for key, text in (
+        ("http.tfserving_models", s.http.tfserving_models),
+        ("http.tfserving_versions", s.http.tfserving_versions),
+        ("http.tfserving_labels", s.http.tfserving_labels),
+    ):
+        try:
+            pairs(text)
+        except ValueError as exc:
+            raise ConfigError(key, text, str(exc)) from exc
+    versions = pairs(s.http.tfserving_versions)
+    for version_number in versions:
+        _require(
+            version_number.isdigit() and int(version_number) < 2**63,
+            "http.tfserving_versions",
+            s.http.tfserving_versions,
+            f"version {version_number!r} is not a TF Serving version number",
+        )
+    for label, labelled in pairs(s.http.tfserving_labels).items():
+        _require(
+            labelled in versions,
+            "http.tfserving_labels",
+            s.http.tfserving_labels,
+            f"label {label!r} names version {labelled}, which http.tfserving_versions lacks",
+        )
     _require(
         s.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
         "log_level",

@@ -48,6 +48,7 @@ def make_settings(broker_url: str, registry: Path, unique: str, **overrides: obj
         "model.registry": str(registry),
         "model.version": "1.0.0",  # the repo registry may hold newer versions (make demo)
         "metrics.port": 0,
+        "http.port": 0,
         "twin.enabled": False,
         "mqtt.reconnect_min_s": 0.1,
         "mqtt.reconnect_max_s": 0.5,
@@ -103,6 +104,8 @@ def runtime_process(
             "--model-version",
             "1.0.0",
             "--metrics-port",
+            "0",
+            "--http-port",
             "0",
             "--twin-enabled",
             "false",

@@ -267,7 +267,7 @@ async def test_overload_far_beyond_capacity_is_bounded_and_recovers(broker, regi
     assert figures.lost == 0
     assert after.status is Status.OK
     assert figures.peak_rss_mb - idle_mb < 40, (idle_mb, figures.peak_rss_mb)
-    assert 'edge_requests_total{status="OK"}' in text
+    assert 'edge_requests_total{frontdoor="mqtt",status="OK"}' in text
     # Requests the runtime took waited at most for the Receive Maximum window ahead of them.
     assert _bucket_share(text, "edge_request_seconds", 1.0) > 0.99
     assert probe_s < 1.0

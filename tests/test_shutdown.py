@@ -69,6 +69,8 @@ PROGRAMS: dict[str, tuple[Command, float]] = {
             "1.0.0",
             "--metrics-port",
             "0",
+            "--http-port",
+            "0",
             "--runtime-id",
             f"shutdown-{os.getpid()}",
             "--shutdown-timeout-s",

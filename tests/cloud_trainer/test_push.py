@@ -221,8 +221,9 @@ def test_request_counts_read_the_runtime_exposition():
     from edge_runtime.metrics import Metrics
 
     metrics = Metrics()
-    metrics.requests.labels("OK").inc(40)
-    metrics.requests.labels("INVALID_ARGUMENT").inc(2)
+    metrics.requests.labels("mqtt", "OK").inc(30)
+    metrics.requests.labels("tfserving", "OK").inc(10)
+    metrics.requests.labels("mqtt", "INVALID_ARGUMENT").inc(2)
     text = generate_latest(metrics.registry).decode()
     assert request_counts(text) == (42.0, 2.0)
 

@@ -182,7 +182,7 @@ async def test_an_unexpected_error_handling_a_message_is_contained(
         for _ in range(3):
             await bad.send(b"boom")
         await _good_answer(good, "after-boom")
-        assert _counter(runtime, "edge_invalid_requests", reason="internal") == 3
+        assert _counter(runtime, "edge_invalid_requests", frontdoor="mqtt", reason="internal") == 3
         await _all_acknowledged(runtime)
 
 

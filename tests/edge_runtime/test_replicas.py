@@ -28,6 +28,8 @@ def _replica(url: str, registry, root: str, name: str, port: int) -> subprocess.
         "emotion",
         "--metrics-port",
         str(port),
+        "--http-port",
+        "0",
         "--metrics-host",
         "127.0.0.1",
         output=subprocess.DEVNULL,

@@ -155,7 +155,7 @@ async def test_faces_of_concurrent_devices_share_batches(broker, registry, uniqu
             for i in range(40):
                 await cam.send(Request(f"b{i}", "fleet", 0, (face(i),)))
             responses = await cam.receive(40)
-        stats = runtime._batcher.stats
+        stats = runtime.service.stats
     assert all(r.status is Status.OK for r in responses)
     assert max(r.timings.batch_size for r in responses) > 1
     assert stats.faces == 40
@@ -315,7 +315,7 @@ async def test_metrics_and_probes_are_served_over_http(broker, registry, unique)
     assert health[0] == 200
     assert ready[0] == 200
     assert status == 200
-    assert 'edge_requests_total{status="OK"} 1.0' in text
+    assert 'edge_requests_total{frontdoor="mqtt",status="OK"} 1.0' in text
     assert 'edge_model_info{name="emotion",variant="float32",version="1.0.0"} 1.0' in text
     assert "edge_batch_size_faces_bucket" in text
     assert "edge_request_seconds_bucket" in text

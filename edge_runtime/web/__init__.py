@@ -1,0 +1,1 @@
+"""The HTTP front doors (TF Serving REST, Open Inference Protocol), metrics and probes."""
