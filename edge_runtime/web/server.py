@@ -62,7 +62,7 @@ class HttpListener:
 
     Args:
         routes: What it serves.
-        fallback: Answers every request no route matched (TF Serving's /v1 paths).
+        fallback: Answers every request under /v1 (TF Serving's REST API).
         host: Bind address.
         port: Bind port.
         max_body_bytes: Larger request bodies get 413.
@@ -84,7 +84,8 @@ class HttpListener:
         app = web.Application(client_max_size=max_body_bytes, middlewares=[_json_errors])
         app.add_routes(routes)
         if fallback is not None:
-            app.router.add_route("*", "/{tail:.*}", fallback)
+            # TF Serving matches its paths case-insensitively, /V1/MODELS/... included.
+            app.router.add_route("*", "/{version:[vV]1}{tail:(/.*)?}", fallback)
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s
         )

@@ -333,6 +333,10 @@ class TfServingDoor:
                     f"INVALID_ARGUMENT: {exc}",
                     exc.reason,
                 ) from None
+            if arrays[-1].size != arrays[0].size:
+                raise TensorError(
+                    f"Expecting tensor size: {arrays[0].size} but got: {arrays[-1].size}"
+                )
             if arrays[-1].shape != arrays[0].shape:
                 raise TensorError(
                     f"Expecting shape {_shape(arrays[0])} but got: {_shape(arrays[-1])}"

@@ -1,0 +1,83 @@
+"""What the HTTP front door tests share: a runtime with HTTP on, the reference app's request."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime import Runtime, Settings
+from tests.conftest import free_port
+from tests.helpers import make_settings, running_runtime
+
+APP_PATH = "/v1/models/model_emotion/versions/4:predict"
+
+
+@dataclass
+class HttpRuntime:
+    """A running runtime with its HTTP front door, and a client session for it."""
+
+    runtime: Runtime
+    settings: Settings
+    base: str
+    session: aiohttp.ClientSession
+
+    async def call(
+        self, method: str, path: str, body: bytes | str | None = None, **headers: str
+    ) -> tuple[int, dict[str, object] | bytes, aiohttp.typedefs.LooseHeaders]:
+        """(status, JSON body or raw bytes, headers) of one request."""
+        async with self.session.request(
+            method, self.base + path, data=body, headers=headers or None
+        ) as reply:
+            raw = await reply.read()
+            if reply.content_type == "application/json":
+                return reply.status, json.loads(raw), reply.headers
+            return reply.status, raw, reply.headers
+
+
+@contextlib.asynccontextmanager
+async def http_runtime(
+    broker_url: str, registry: Path, unique: str, **overrides: object
+) -> AsyncIterator[HttpRuntime]:
+    """A runtime serving HTTP on a free loopback port."""
+    port = free_port()
+    settings = make_settings(
+        broker_url,
+        registry,
+        unique,
+        **{"http.port": port, "http.host": "127.0.0.1", **overrides},
+    )
+    async with running_runtime(settings) as runtime, aiohttp.ClientSession() as session:
+        yield HttpRuntime(runtime, settings, f"http://127.0.0.1:{port}", session)
+
+
+def astronaut_face_rgb(size: int = 48) -> npt.NDArray[np.uint8]:
+    """The face in scikit-image's astronaut() photo (a real smile), RGB, ``size`` square."""
+    from skimage import data
+
+    from device_sim.preprocessing import FaceDetector, to_gray
+
+    photo = np.asarray(data.astronaut())
+    x, y, w, h = FaceDetector().detect(to_gray(photo))[0]
+    crop = photo[y : y + h, x : x + w]
+    return np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def app_body(rgb: npt.NDArray[np.uint8]) -> bytes:
+    """The reference app's request body for a 48x48 RGB picture (REST.md §1).
+
+    It sends pixel / 255.0 as doubles, rows of columns of [r, g, b], without whitespace, and
+    names the signature.
+    """
+    rows = ",".join(
+        "[" + ",".join("[" + ",".join(repr(v / 255.0) for v in px) + "]" for px in row) + "]"
+        for row in rgb.tolist()
+    )
+    return f'{{"signature_name":"serving_default","instances":[[{rows}]]}}'.encode()
