@@ -55,17 +55,22 @@ async def test_tritons_client_reads_health_and_metadata_and_infers(broker, regis
                 client.close()
 
         calls = await asyncio.to_thread(client_calls)
-    assert calls["live"] and calls["ready"] and calls["model_ready"] and calls["version_ready"]
+    assert calls["live"]
+    assert calls["ready"]
+    assert calls["model_ready"]
+    assert calls["version_ready"]
     assert not calls["other_version_ready"]
     metadata = calls["metadata"]
-    assert metadata["name"] == "emotion" and metadata["versions"] == ["1.0.0"]
+    assert metadata["name"] == "emotion"
+    assert metadata["versions"] == ["1.0.0"]
     assert metadata["inputs"] == [{"name": "face", "datatype": "UINT8", "shape": [-1, 64, 64, 1]}]
     assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label"]
     binary = calls["binary"]
     assert binary.get_response()["id"] == "r-1"
     assert binary.get_response()["model_version"] == "1.0.0"
     probabilities = binary.as_numpy("probabilities")
-    assert probabilities.shape == (1, 7) and probabilities.dtype == np.float32
+    assert probabilities.shape == (1, 7)
+    assert probabilities.dtype == np.float32
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-4)
     assert binary.as_numpy("label").tolist() == [b"happy"]
     answer = calls["json"]
@@ -143,5 +148,6 @@ async def test_v2_errors_are_json_with_the_right_codes(broker, registry, unique)
             "POST", "/v2/models/emotion/versions/1.0.0/infer", json.dumps(good)
         )
     assert not wrong, "\n".join(map(str, wrong))
-    assert status == 200 and answer["model_version"] == "1.0.0"
+    assert status == 200
+    assert answer["model_version"] == "1.0.0"
     assert [o["name"] for o in answer["outputs"]] == ["probabilities", "label"]

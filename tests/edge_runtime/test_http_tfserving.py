@@ -36,7 +36,8 @@ async def test_the_reference_apps_request_is_answered_like_the_mqtt_path(broker,
     assert status == 200, answer
     assert headers["Content-Type"].startswith("application/json")
     assert headers["X-Edge-Model-Version"] == "1.0.0"
-    assert isinstance(answer, dict) and list(answer) == ["predictions"]
+    assert isinstance(answer, dict)
+    assert list(answer) == ["predictions"]
     (probabilities,) = answer["predictions"]
     assert len(probabilities) == 7
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
@@ -215,7 +216,8 @@ async def test_tf_servings_error_cases_get_its_codes_and_messages(broker, regist
             "edge_invalid_requests_total", {"frontdoor": "tfserving", "reason": "malformed_path"}
         )
     assert not wrong, "\n".join(map(str, wrong))
-    assert invalid and invalid >= 10
+    assert invalid
+    assert invalid >= 10
 
 
 async def test_every_input_form_is_served(broker, registry, unique):
