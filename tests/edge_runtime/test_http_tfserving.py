@@ -251,7 +251,8 @@ async def test_every_input_form_is_served(broker, registry, unique):
         for name, (path, document, key, rows) in requests.items():
             status, answer, _ = await http.call("POST", path, json.dumps(document))
             assert status == 200, (name, answer)
-            assert isinstance(answer, dict) and list(answer) == [key], name
+            assert isinstance(answer, dict), name
+            assert list(answer) == [key], name
             assert len(answer[key]) == rows, name
             answers[name] = answer[key][0]
     happy = FER2013.index("happy")
