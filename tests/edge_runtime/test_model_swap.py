@@ -485,3 +485,49 @@ async def test_over_dmi_restarts_of_the_runtime_and_of_edgecore_resync(
             restarted.start()
             await _until_reported(service, device_id, model_version="1.2.0", model_status="serving")
     assert "MapperRegister" in restarted.calls  # registered again (reports need no registration)
+
+
+async def test_swap_under_http_load_fails_nothing(broker, swap_registry, store, unique, tmp_path):
+    """The app's requests keep coming while a push swaps the model: every one answered 200,
+    each naming the version that answered it, old then new, never back."""
+    from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
+
+    body = app_body(astronaut_face_rgb())
+    twin = {
+        "twin.enabled": True,
+        "twin.layout": Layout.V1_4.value,
+        "twin.cache_dir": str(tmp_path / "cache"),
+    }
+    with standin(broker, Layout.V1_4, f"emotion-runtime-rt-{unique}") as service:
+        async with http_runtime(broker.url, swap_registry, unique, **twin) as http:
+            device_id = http.settings.twin_device
+            await _until_reported(service, device_id, model_status="serving")
+            swapped = asyncio.Event()
+
+            async def app() -> list[tuple[int, str]]:
+                answers, after = [], 0
+                while after < 10:
+                    status, _, headers = await http.call("POST", APP_PATH, body)
+                    answers.append((status, headers.get("X-Edge-Model-Version", "")))
+                    after += swapped.is_set()
+                return answers
+
+            async def push() -> None:
+                await asyncio.sleep(0.3)
+                service.set_desired(
+                    device_id, desired_twins(swap_registry, "emotion", "1.1.0", store.url)
+                )
+                await _until_reported(service, device_id, model_version="1.1.0")
+                swapped.set()
+
+            async with asyncio.TaskGroup() as tg:
+                workers = [tg.create_task(app()) for _ in range(6)]
+                tg.create_task(push())
+    for worker in workers:
+        answers = worker.result()
+        assert all(status == 200 for status, _ in answers)
+        versions = [version for _, version in answers]
+        assert versions[0] == "1.0.0"
+        assert versions[-1] == "1.1.0"
+        first_new = versions.index("1.1.0")
+        assert set(versions[first_new:]) == {"1.1.0"}

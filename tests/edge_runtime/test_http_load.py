@@ -1,0 +1,78 @@
+"""HTTP and MQTT through one batcher, and overload over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from edge_runtime import Request, Status
+from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
+from tests.helpers import device, face
+
+pytestmark = pytest.mark.integration
+
+
+async def test_http_and_mqtt_load_at_once_share_one_batcher_without_errors(
+    broker, registry, unique
+):
+    """The app's requests and devices' requests at once: every one answered OK, all faces run
+    by the one batcher, each counted under its front door."""
+    body = app_body(astronaut_face_rgb())
+    http_workers, per_worker, cameras, per_camera = 8, 30, 4, 60
+    async with (
+        http_runtime(broker.url, registry, unique) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        cams = [
+            await stack.enter_async_context(device(broker.url, http.settings.topic_root, f"c{i}"))
+            for i in range(cameras)
+        ]
+
+        async def app() -> list[int]:
+            codes = []
+            for _ in range(per_worker):
+                status, _, _ = await http.call("POST", APP_PATH, body)
+                codes.append(status)
+            return codes
+
+        async def camera(cam) -> list[Status]:  # type: ignore[no-untyped-def]
+            for i in range(per_camera):
+                await cam.send(Request(f"{cam.name}-{i}", cam.name, 0, (face(i),)))
+            return [r.status for r in await cam.receive(per_camera, timeout_s=60)]
+
+        async with asyncio.TaskGroup() as tg:
+            apps = [tg.create_task(app()) for _ in range(http_workers)]
+            devices = [tg.create_task(camera(cam)) for cam in cams]
+        _, metrics, _ = await http.call("GET", "/metrics")
+        stats = http.runtime.service.stats
+    assert all(code == 200 for task in apps for code in task.result())
+    assert all(status is Status.OK for task in devices for status in task.result())
+    total = http_workers * per_worker + cameras * per_camera
+    assert stats.faces == total
+    assert stats.batches < total  # requests of both doors were batched together
+    text = metrics.decode() if isinstance(metrics, bytes) else str(metrics)
+    assert (
+        f'edge_requests_total{{frontdoor="tfserving",status="OK"}} {http_workers * per_worker}.0'
+        in text
+    )
+    assert f'edge_requests_total{{frontdoor="mqtt",status="OK"}} {cameras * per_camera}.0' in text
+
+
+async def test_overload_is_answered_429_and_counted(broker, registry, unique):
+    """Beyond the queue bound, HTTP requests get 429 with TF Serving's error body at once;
+    the rest are answered; nothing else happens."""
+    body = app_body(astronaut_face_rgb())
+    async with http_runtime(
+        broker.url, registry, unique, **{"batch.max_queue": 2, "batch.max_size": 8}
+    ) as http:
+        replies = await asyncio.gather(*(http.call("POST", APP_PATH, body) for _ in range(64)))
+        exhausted = http.runtime.metrics.registry.get_sample_value(
+            "edge_requests_total", {"frontdoor": "tfserving", "status": "RESOURCE_EXHAUSTED"}
+        )
+    codes = [status for status, _, _ in replies]
+    refused = [answer for status, answer, _ in replies if status == 429]
+    assert set(codes) == {200, 429}, codes
+    assert all("requests already queued; retry later" in str(a["error"]) for a in refused)
+    assert exhausted == len(refused)
