@@ -207,8 +207,8 @@ class HttpSettings:
     )
     tfserving_models: str = setting(
         "model_emotion=emotion",
-        "TF Serving model names for registry models, name=registry_name[,...]; every "
-        "registry model is also reachable under its own name.",
+        "TF Serving model names for registry models, name=registry_name[,...]; the "
+        "served registry model also answers under its own name.",
     )
     tfserving_versions: str = setting(
         "4=serving",
