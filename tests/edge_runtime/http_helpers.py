@@ -13,11 +13,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from device_sim.app import APP_PATH, APP_SIDE, app_body, picture
 from edge_runtime import Runtime, Settings
 from tests.conftest import free_port
 from tests.helpers import make_settings, running_runtime
 
-APP_PATH = "/v1/models/model_emotion/versions/4:predict"
+__all__ = ["APP_PATH", "HttpRuntime", "app_body", "astronaut_face_rgb", "http_runtime"]
 
 
 @dataclass
@@ -58,26 +59,20 @@ async def http_runtime(
         yield HttpRuntime(runtime, settings, f"http://127.0.0.1:{port}", session)
 
 
-def astronaut_face_rgb(size: int = 48) -> npt.NDArray[np.uint8]:
+def astronaut_face_rgb(size: int = APP_SIDE) -> npt.NDArray[np.uint8]:
     """The face in scikit-image's astronaut() photo (a real smile), RGB, ``size`` square."""
+    face = picture(None, face=True)
+    if size == APP_SIDE:
+        return face
+    return np.asarray(cv2.resize(picture_full_face(), (size, size)), np.uint8)
+
+
+def picture_full_face() -> npt.NDArray[np.uint8]:
+    """The astronaut's face crop at the photo's own resolution."""
     from skimage import data
 
     from device_sim.preprocessing import FaceDetector, to_gray
 
     photo = np.asarray(data.astronaut())
     x, y, w, h = FaceDetector().detect(to_gray(photo))[0]
-    crop = photo[y : y + h, x : x + w]
-    return np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
-
-
-def app_body(rgb: npt.NDArray[np.uint8]) -> bytes:
-    """The reference app's request body for a 48x48 RGB picture (REST.md §1).
-
-    It sends pixel / 255.0 as doubles, rows of columns of [r, g, b], without whitespace, and
-    names the signature.
-    """
-    rows = ",".join(
-        "[" + ",".join("[" + ",".join(repr(v / 255.0) for v in px) + "]" for px in row) + "]"
-        for row in rgb.tolist()
-    )
-    return f'{{"signature_name":"serving_default","instances":[[{rows}]]}}'.encode()
+    return photo[y : y + h, x : x + w]

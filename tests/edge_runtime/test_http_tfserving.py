@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -322,3 +323,26 @@ async def test_status_and_metadata_have_tf_servings_shapes(broker, registry, uni
         "unknown_rank": False,
     }
     assert labelled == 200
+
+
+async def test_app_sim_replays_the_apps_request(broker, registry, unique):
+    """``app-sim`` (the app's request from the command line, as the demo prints it) gets the
+    smile in a real photo."""
+    import sys
+
+    async with http_runtime(broker.url, registry, unique) as http:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "device_sim.app",
+            "--url",
+            http.base,
+            "--face",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "POST http://127.0.0.1:" in text
+    assert "200 in" in text
+    assert "(top: happy)" in text
