@@ -24,6 +24,8 @@ examples:
   cloud-trainer train --data fer2013.csv --epochs 100 --version 2.0.0   # from scratch
   cloud-trainer evaluate 1.1.0 --data synthetic:700 --out reports/1.1.0
   cloud-trainer registry list
+  cloud-trainer --name mood registry add mood.tflite --version 1.0.0 --input 48x48x3 \\
+      --normalisation unit --labels negative,neutral,positive
   cloud-trainer keygen --out keys && cloud-trainer sign 1.1.0 --key keys/model-signing.key
   cloud-trainer serve --port 8000
   cloud-trainer push 1.1.0 --to emotion-runtime-node-a emotion-runtime-node-b --canary 1 \\
@@ -133,6 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("version")
     verify.add_argument("--public-key", type=Path, help="ed25519 public key (PEM)")
+    add = registry_commands.add_parser(
+        "add",
+        help="register your own TFLite classifier (checked: input, outputs, probabilities)",
+        description="Register a TFLite classifier of your own as --name VERSION: the runtime "
+        "then serves it on every front door (MQTT, TF Serving REST, Open Inference Protocol) "
+        "and it pushes like any version. The file must take float32 [N, H, W, C] images "
+        "normalised as --normalisation says and answer [N, labels] probabilities.",
+    )
+    add.add_argument("file", type=Path, help="the .tflite file")
+    add.add_argument("--version", required=True, help="version to register, e.g. 1.0.0")
+    add.add_argument("--input", required=True, help="one image: HxWxC, C 1 (gray) or 3 (RGB)")
+    add.add_argument(
+        "--normalisation",
+        required=True,
+        choices=("unit", "symmetric", "none"),
+        help="pixel p as the model wants it: unit p/255, symmetric (p/255-0.5)*2, none p",
+    )
+    add.add_argument("--labels", required=True, help="labels in output order, comma-separated")
+    add.add_argument("--description", default="", help="free text for the manifest")
 
     keygen = commands.add_parser("keygen", help="create an ed25519 manifest-signing key pair")
     keygen.add_argument("--out", type=Path, default=Path("keys"), help="directory (default: keys)")
@@ -297,6 +318,27 @@ def _registry(args: argparse.Namespace) -> int:
     from cloud_trainer.signing import SigningError, signature_of, verify
 
     console = Console()
+    if args.registry_command == "add":
+        from cloud_trainer.byo import add_tflite
+        from cloud_trainer.registry import RegistryError
+
+        try:
+            added = add_tflite(
+                args.registry,
+                args.file,
+                name=args.name,
+                version=args.version,
+                input_text=args.input,
+                normalisation=args.normalisation,
+                labels=[label.strip() for label in args.labels.split(",")],
+                description=args.description,
+            )
+        except (RegistryError, OSError) as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 1
+        sha = read_manifest(added).files[0].sha256
+        console.print(f"registered {args.name} {args.version}: {added} (sha256 {sha})")
+        return 0
     if args.registry_command == "list":
         table = Table("version", "created", "parent", "accuracy", "macro-F1", "variants", "signed")
         for version in versions(args.registry, args.name):

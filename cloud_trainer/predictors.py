@@ -37,7 +37,8 @@ class KerasPredictor:
         return np.concatenate(outputs).astype(np.float32)
 
 
-def _interpreter_class() -> Any:
+def interpreter_class() -> Any:
+    """LiteRT's Interpreter class, or TensorFlow's where LiteRT is not installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -59,7 +60,7 @@ class TfLitePredictor:
     def _interpreter(self, batch: int, shape: tuple[int, ...]) -> Any:
         interpreter = self._interpreters.get(batch)
         if interpreter is None:
-            interpreter = _interpreter_class()(
+            interpreter = interpreter_class()(
                 model_content=self._content, num_threads=self._threads
             )
             index = interpreter.get_input_details()[0]["index"]

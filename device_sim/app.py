@@ -48,7 +48,7 @@ def picture(path: Path | None, *, face: bool) -> npt.NDArray[np.uint8]:
     if path is None:
         from skimage import data
 
-        rgb = np.asarray(data.astronaut(), np.uint8)
+        rgb = np.asarray(data.astronaut(), np.uint8)  # type: ignore[no-untyped-call]
     else:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
