@@ -25,6 +25,11 @@ the model from the registry (or --model), and answers on <topic_root>/<device>/r
 or the MQTT v5 Response Topic. Publishes a retained ServiceInfo and online/offline
 state under <topic_root>/runtime/<runtime_id>/. SIGTERM drains in-flight requests.
 
+The same batcher and model also answer HTTP on --http-port (default 8501): TF Serving's
+REST API under /v1 (the blueprint's Android app: POST
+/v1/models/model_emotion/versions/4:predict), the Open Inference Protocol (KServe V2)
+under /v2, and /metrics, /healthz, /readyz (also on --metrics-port).
+
 Settings come from defaults < --config YAML < EDGE_* environment < flags; every flag
 below has an environment twin, e.g. --batch-max-size is EDGE_BATCH_MAX_SIZE.
 """
@@ -32,6 +37,7 @@ below has an environment twin, e.g. --batch-max-size is EDGE_BATCH_MAX_SIZE.
 _EPILOG = """\
 example:
   edge-runtime --broker mqtt://127.0.0.1:1883 --runtime-id node-a --metrics-port 9464
+  curl -s http://127.0.0.1:8501/v2/models/emotion      # the served model, over HTTP
 """
 
 
