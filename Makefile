@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test soak lint proto bench images clean
+.PHONY: setup models demo test soak lint proto bench bench-peers images clean
 
 setup:
 	scripts/bootstrap
@@ -24,6 +24,10 @@ proto: setup
 
 bench: setup
 	.venv/bin/python -m bench
+
+# MLServer and PyTriton in their own environments (.state/peers) for make bench's comparison.
+bench-peers: setup
+	scripts/bench-peers
 
 # Multi-arch images: docker buildx, or buildah without a daemon (see scripts/images).
 images:

@@ -1,9 +1,11 @@
 """``make bench``: measure this machine and write bench/results/ (JSON, Markdown, PNG).
 
-All six parts in one run, so the ratios hold on a noisy machine: (1) the in-process LiteRT
+All seven parts in one run, so the ratios hold on a noisy machine: (1) the in-process LiteRT
 ceiling, (2) a naive per-message peer, (3) the runtime end to end (closed and open loop),
 (4) a model swap under load, (5) resources (cold start, idle RSS, RSS and CPU under load),
-(6) payload size and decode cost. Targets are printed beside each ratio, never asserted.
+(6) payload size and decode cost, (7) the front doors (MQTT, TF Serving REST, Open Inference
+Protocol) beside MLServer and PyTriton when ``make bench-peers`` installed them. Targets are
+printed beside each ratio, never asserted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, endtoend, payload, resources
+from bench import ceiling, endtoend, frontdoors, payload, resources
 from bench.load import LoadResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +29,7 @@ TARGET_VS_CEILING = 0.5
 TARGET_VS_NAIVE = 1.5
 TARGET_P99_AT_HALF_MS = 5.0
 TARGET_SWAP_P99_RATIO = 2.0
+TARGET_VS_PEERS = 1.0  # our Open Inference Protocol door against the best peer, faces/s
 
 
 def _machine() -> dict[str, object]:
@@ -186,8 +189,37 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
         f"Bytes ratio ours/reference: {ratio:.3f} (target ≤ {TARGET_PAYLOAD_RATIO}: "
         f"{_verdict(ratio <= TARGET_PAYLOAD_RATIO)}); decode "
         f"{reference.decode_us / ours.decode_us:,.0f}x faster.",
+        "",
+        "**7. Front doors and peers** (closed loop, one face per request; HTTP: one aiohttp "
+        "load generator, the same Open Inference Protocol request (64x64x1 UINT8, output "
+        "probabilities) to every OIP target, the reference app's 48x48x3 float request to the "
+        "TF Serving door; MQTT: the load generator of part 3; peers serve the same LiteRT model, "
+        "2 threads, batches ≤ 16; CPU: the server's whole process tree)",
+        "",
+        *frontdoors.markdown(parts.doors, parts.skipped),
     ]
+    vs_peers = ratios["vs_peers"]
+    if vs_peers:
+        lines += [
+            "",
+            f"Our OIP door / best peer, faces/s at the highest concurrency: {vs_peers:.2f} "
+            f"(target ≥ {TARGET_VS_PEERS:g}: {_verdict(vs_peers >= TARGET_VS_PEERS)}).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _vs_peers(rows: list[frontdoors.DoorRow]) -> float:
+    """Our OIP door's faces/s over the best peer's, at the highest concurrency (0: no peer)."""
+    if not rows:
+        return 0.0
+    top = max(r.concurrency for r in rows)
+    ours = [
+        r.faces_per_s
+        for r in rows
+        if r.concurrency == top and r.target == "edge runtime" and r.protocol.startswith("OIP")
+    ]
+    peers = [r.faces_per_s for r in rows if r.concurrency == top and r.target != "edge runtime"]
+    return ours[0] / max(peers) if ours and peers and max(peers) > 0 else 0.0
 
 
 def _cpu_budget(parts: Parts) -> str:
@@ -217,6 +249,8 @@ class Parts:
     swap: endtoend.SwapResult
     resources: list[resources.ResourceRow]
     payload: list[payload.PayloadRow]
+    doors: list[frontdoors.DoorRow]
+    skipped: list[frontdoors.Skipped]
 
 
 def _e2e_plot(parts: Parts, path: Path) -> None:
@@ -281,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     swap = endtoend.measure_swap(REPO, args.registry, best * 0.5, 3.0 if args.smoke else 9.0)
     payload_rows = payload.measure(20 if args.smoke else 2000)
     resource_rows = resources.measure(REPO, args.registry, 0.5 if args.smoke else 5.0)
+    print("front doors and peers ...")
+    door_rows, skipped = frontdoors.measure(
+        REPO, args.registry, files["float32"], (1, 8) if args.smoke else (1, 8, 32), run_s
+    )
     parts = Parts(
         ceiling_rows,
         naive,
@@ -291,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         swap,
         resource_rows,
         payload_rows,
+        door_rows,
+        skipped,
     )
     ceiling_2 = max(r.faces_per_s for r in ceiling_rows if (r.variant, r.threads) == ("float32", 2))
     half = open_rows[1]
@@ -308,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         "under_load": asdict(under_load),
         "payload": [asdict(r) for r in payload_rows],
         "resources": [asdict(r) for r in resource_rows],
+        "front_doors": [asdict(r) for r in door_rows],
+        "peers_skipped": [asdict(s) for s in skipped],
         "ratios": {
+            "vs_peers": _vs_peers(door_rows),
             "vs_ceiling": runtime_max / ceiling_2,
             "vs_naive": runtime_max / naive.faces_per_s,
             "p99_at_half_ms": half.p99_ms,

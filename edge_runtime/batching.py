@@ -46,6 +46,8 @@ class BatchOutcome:
 
 @dataclass(slots=True)
 class BatchStats:
+    """What the batcher has done so far."""
+
     batches: int = 0
     faces: int = 0
     failed_batches: int = 0

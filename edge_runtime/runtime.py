@@ -175,6 +175,7 @@ class Runtime:
                     max_body_bytes=s.http.max_body_bytes,
                     shutdown_timeout_s=s.shutdown_timeout_s,
                     name="TF Serving REST (/v1), Open Inference Protocol (/v2), metrics",
+                    key="http.port",
                 )
             )
         if s.metrics.port and s.metrics.port != s.http.port:
@@ -184,6 +185,7 @@ class Runtime:
                     host=s.metrics.host,
                     port=s.metrics.port,
                     name="metrics and probes",
+                    key="metrics.port",
                 )
             )
         return listeners
@@ -192,36 +194,35 @@ class Runtime:
         """Serve until ``stop()`` (graceful) or cancellation (immediate)."""
         name = self._settings.runtime_id
         try:
-            async with (
-                contextlib.AsyncExitStack() as http,
-                self._mqtt,
-                asyncio.TaskGroup() as tg,
-            ):
-                for listener in self._listeners():
+            async with contextlib.AsyncExitStack() as http:
+                for listener in self._listeners():  # bound first: a taken port fails at once
                     await http.enter_async_context(listener)
-                batcher = tg.create_task(self.service.serve(), name=f"runtime[{name}].batcher")
-                ingest = tg.create_task(self._mqtt.ingest(), name=f"runtime[{name}].ingest")
-                if self._model_sync is not None:
-                    sync = tg.create_task(self._model_sync.run(), name=f"runtime[{name}].models")
-                if self._dmi is not None:
-                    dmi = tg.create_task(self._dmi.run(), name=f"runtime[{name}].dmi")
+                async with self._mqtt, asyncio.TaskGroup() as tg:
+                    batcher = tg.create_task(self.service.serve(), name=f"runtime[{name}].batcher")
+                    ingest = tg.create_task(self._mqtt.ingest(), name=f"runtime[{name}].ingest")
                     if self._model_sync is not None:
-                        self._model_sync.report()  # sent once registered, again on re-register
-                self.state = RuntimeState.SERVING
-                if on_ready is not None:
-                    on_ready()
-                await self._stop.wait()
-                self.state = RuntimeState.DRAINING
-                ingest.cancel()
-                # Closing the HTTP listeners waits for the requests they are answering; the
-                # batcher, still running, answers them.
-                await http.aclose()
-                await self._drain()
-                batcher.cancel()
-                if self._model_sync is not None:
-                    sync.cancel()
-                if self._dmi is not None:
-                    dmi.cancel()
+                        sync = tg.create_task(
+                            self._model_sync.run(), name=f"runtime[{name}].models"
+                        )
+                    if self._dmi is not None:
+                        dmi = tg.create_task(self._dmi.run(), name=f"runtime[{name}].dmi")
+                        if self._model_sync is not None:
+                            self._model_sync.report()  # sent once registered, again on re-register
+                    self.state = RuntimeState.SERVING
+                    if on_ready is not None:
+                        on_ready()
+                    await self._stop.wait()
+                    self.state = RuntimeState.DRAINING
+                    ingest.cancel()
+                    # Closing the HTTP listeners waits for the requests they are answering;
+                    # the batcher, still running, answers them.
+                    await http.aclose()
+                    await self._drain()
+                    batcher.cancel()
+                    if self._model_sync is not None:
+                        sync.cancel()
+                    if self._dmi is not None:
+                        dmi.cancel()
         finally:
             self.state = RuntimeState.STOPPED
 

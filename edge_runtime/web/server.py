@@ -15,6 +15,7 @@ from typing import Self
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from edge_runtime.errors import ConfigError
 from edge_runtime.web.common import json_response
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class HttpListener:
         max_body_bytes: Larger request bodies get 413.
         shutdown_timeout_s: On exit, longest wait for requests being answered.
         name: For logs.
+        key: The port's setting, named when the port cannot be bound.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class HttpListener:
         max_body_bytes: int = 1024**2,
         shutdown_timeout_s: float = 10.0,
         name: str,
+        key: str,
     ) -> None:
         app = web.Application(client_max_size=max_body_bytes, middlewares=[_json_errors])
         app.add_routes(routes)
@@ -92,11 +95,18 @@ class HttpListener:
         self._host = host
         self._port = port
         self._name = name
+        self._key = key
 
     async def __aenter__(self) -> Self:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(
+                self._key, self._port, f"cannot listen on {self._host}: {exc}"
+            ) from exc
         _LOGGER.info("%s on http://%s:%d", self._name, self._host, self._port)
         return self
 

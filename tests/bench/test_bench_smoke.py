@@ -63,3 +63,13 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     assert min(under_load[k] for k in under_load if "cpu" in k) > 0
     assert "cores cannot answer more than" in markdown
     assert result["ratios"]["vs_naive"] > 0
+    assert "**7. Front doors and peers**" in markdown
+    doors = result["front_doors"]
+    ours = {(r["protocol"], r["concurrency"]) for r in doors if r["target"] == "edge runtime"}
+    for protocol in ("OIP (HTTP)", "TF Serving REST (app)", "MQTT"):
+        assert {(protocol, 1), (protocol, 8)} <= ours
+    assert all(r["errors"] == 0 and r["faces_per_s"] > 0 for r in doors)
+    measured = {r["target"] for r in doors} - {"edge runtime"}
+    skipped = {s["target"] for s in result["peers_skipped"]}
+    assert len(measured | skipped) == 2  # each peer measured, or skipped with its reason
+    assert all(s["reason"] for s in result["peers_skipped"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import aiohttp
 import pytest
 
 from edge_runtime import Request, Status
@@ -76,3 +77,57 @@ async def test_overload_is_answered_429_and_counted(broker, registry, unique):
     assert set(codes) == {200, 429}, codes
     assert all("requests already queued; retry later" in str(a["error"]) for a in refused)
     assert exhausted == len(refused)
+
+
+async def test_a_graceful_stop_answers_the_http_requests_it_holds(broker, registry, unique):
+    """On stop the HTTP door stops taking requests and answers those it holds: every call
+    gets 200 or finds the door closed; none hangs, none gets an error answer."""
+    body = app_body(astronaut_face_rgb())
+    answered = asyncio.Event()
+    codes: list[int] = []
+    async with http_runtime(broker.url, registry, unique) as http:
+
+        async def client() -> None:
+            while True:
+                try:
+                    status, _, _ = await http.call("POST", APP_PATH, body)
+                except aiohttp.ClientConnectionError:
+                    codes.append(0)  # refused or closed: the door stopped taking requests
+                    return
+                codes.append(status)
+                if len(codes) >= 50:
+                    answered.set()
+
+        clients = [asyncio.create_task(client()) for _ in range(16)]
+        await answered.wait()
+        http.runtime.stop()
+        async with asyncio.timeout(20):
+            await asyncio.gather(*clients)
+    assert set(codes) <= {200, 0}, codes
+    assert codes.count(200) >= 50
+
+
+async def test_a_body_over_the_limit_gets_413_and_a_taken_port_a_clear_error(
+    broker, registry, unique
+):
+    """http.max_body_bytes bounds a request body (413, JSON error); a port already in use
+    stops the runtime with the setting's name instead of a traceback."""
+    from edge_runtime import Runtime
+    from edge_runtime.backends import load_model
+    from edge_runtime.errors import ConfigError
+    from tests.helpers import make_settings
+
+    async with http_runtime(broker.url, registry, unique, **{"http.max_body_bytes": 1000}) as http:
+        status, answer, _ = await http.call("POST", APP_PATH, app_body(astronaut_face_rgb()))
+        port = int(http.base.rsplit(":", 1)[1])
+        taken = make_settings(broker.url, registry, f"{unique}-2", **{"http.port": port})
+        model = await asyncio.to_thread(load_model, taken.model, taken.batch.max_size)
+        try:
+            with pytest.raises(ConfigError, match=r"setting http\.port=.*cannot listen"):
+                async with asyncio.timeout(5):  # at once, before connecting to the broker
+                    await Runtime(taken, model=model).run()
+        finally:
+            model.close()
+    assert status == 413
+    assert isinstance(answer, dict)
+    assert "error" in answer
