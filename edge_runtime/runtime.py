@@ -18,12 +18,10 @@ from edge_runtime.mqtt_door import MqttDoor
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import Settings, TwinLayout, TwinTransport
 from edge_runtime.transport import MqttTransport
-from edge_runtime.web.oip import OipDoor
-from edge_runtime.web.server import HttpListener, ops_routes
-from edge_runtime.web.tfserving import TfServingDoor
 from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinSource, TwinTopics
 
 if TYPE_CHECKING:
+    from edge_runtime.web.server import HttpListener
     from kubeedge_twin.dmi.mapper import DmiMapper
 
 _LOGGER = logging.getLogger(__name__)
@@ -155,6 +153,12 @@ class Runtime:
         self._stop.set()
 
     def _listeners(self) -> list[HttpListener]:
+        # aiohttp and orjson only here: programs that import edge_runtime's public names
+        # (device_sim, mappers) must not need them.
+        from edge_runtime.web.oip import OipDoor
+        from edge_runtime.web.server import HttpListener, ops_routes
+        from edge_runtime.web.tfserving import TfServingDoor
+
         s = self._settings
         listeners = []
         if s.http.port:
