@@ -70,7 +70,11 @@ def start_broker(
     port = port or free_port()
     conf_file = directory / f"mosquitto-{port}.conf"
     conf_file.write_text(conf if conf is not None else MOSQUITTO_CONF.format(port=port))
-    process = subprocess.Popen([binary, "-c", str(conf_file)], stderr=subprocess.PIPE)
+    # A log file, never an unread pipe: mosquitto logs every connection to stderr, and once a
+    # pipe's 64 KiB were full (about 200 connections) it blocked writing and stopped answering.
+    log_file = directory / f"mosquitto-{port}.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen([binary, "-c", str(conf_file)], stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -79,8 +83,8 @@ def start_broker(
             break
         time.sleep(0.05)
     process.kill()
-    output = process.communicate()[1]
-    pytest.fail(f"mosquitto did not start: {output!r}")
+    process.wait()
+    pytest.fail(f"mosquitto did not start: {log_file.read_text(errors='replace')[-2000:]!r}")
 
 
 def mosquitto_16() -> str:

@@ -45,6 +45,11 @@ def user_models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def _reported(edgecore, device_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    device = edgecore.engine.device(device_id)
+    return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
+
+
 def _add(registry: Path, model: Path, *extra: str) -> int:
     return trainer(
         ["--registry", str(registry), "--name", "mood", "registry", "add", str(model), *extra]
@@ -124,3 +129,45 @@ async def test_a_users_model_is_served_by_every_front_door(broker, user_models, 
     assert mqtt_answer.status is Status.OK
     assert mqtt_answer.results[0].label in LABELS.split(",")
     assert len(mqtt_answer.results[0].probabilities) == 4
+
+
+async def test_a_users_model_is_pushed_like_any_version(broker, user_models, tmp_path, unique):
+    """A second registered version of the user's model goes through the device twin like the
+    trainer's versions: fetched, verified, swapped, and the app's requests follow it."""
+    import asyncio
+
+    from cloud_trainer.push import desired_twins
+    from cloud_trainer.store import ModelStore
+    from kubeedge_twin import Layout
+    from tests.helpers import standin
+
+    claims = ["--input", "32x32x3", "--normalisation", "unit", "--labels", LABELS]
+    for version in ("1.0.0", "1.1.0"):
+        assert _add(tmp_path, user_models["good"], "--version", version, *claims) == 0
+    store = ModelStore(tmp_path)
+    store.start()
+    twin = {
+        "model.name": "mood",
+        "http.tfserving_models": "model_emotion=mood",
+        "twin.enabled": True,
+        "twin.layout": Layout.V1_4.value,
+        "twin.cache_dir": str(tmp_path / "cache"),
+    }
+    try:
+        with standin(broker, Layout.V1_4, f"emotion-runtime-rt-{unique}") as edgecore:
+            async with http_runtime(broker.url, tmp_path, unique, **twin) as http:
+                body = app_body(astronaut_face_rgb())
+                _, _, before = await http.call("POST", APP_PATH, body)
+                device_id = http.settings.twin_device
+                edgecore.set_desired(device_id, desired_twins(tmp_path, "mood", "1.1.0", store.url))
+                async with asyncio.timeout(30):
+                    while True:
+                        if _reported(edgecore, device_id).get("model_version") == "1.1.0":
+                            break
+                        await asyncio.sleep(0.05)
+                status, answer, after = await http.call("POST", APP_PATH, body)
+    finally:
+        store.stop()
+    assert before["X-Edge-Model-Version"] == "1.0.0"
+    assert status == 200, answer
+    assert after["X-Edge-Model-Version"] == "1.1.0"
