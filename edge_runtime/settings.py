@@ -565,18 +565,8 @@ def _validate(s: Settings) -> None:
         s.limits.max_faces_per_request,
         f"must not exceed batch.max_size ({s.batch.max_size})",
     )
-    _require(
-        0 <= s.metrics.port <= 65535,
-        "metrics.port",
-        s.metrics.port,
-        "must be a port number (0 disables)",
-    )
-    _require(
-        0 <= s.http.port <= 65535,
-        "http.port",
-        s.http.port,
-        "must be a port number (0 disables)",
-    )
+    for key, port in (("metrics.port", s.metrics.port), ("http.port", s.http.port)):
+        _require(0 <= port <= 65535, key, port, "must be a port number (0 disables)")
     _require(
         s.http.max_body_bytes > 0,
         "http.max_body_bytes",

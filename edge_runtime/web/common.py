@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -60,9 +61,29 @@ def model_headers(model: ModelRef) -> dict[str, str]:
 class DoorMetrics:
     """Counts one HTTP door's requests in the runtime's metrics, under its frontdoor label."""
 
-    def __init__(self, metrics: Metrics, frontdoor: str) -> None:
+    def __init__(
+        self, metrics: Metrics, frontdoor: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._metrics = metrics
         self._frontdoor = frontdoor
+        self._clock = clock
+
+    def wrap(
+        self, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """``handler`` with its ``HttpError`` answered as JSON, every answer timed and counted."""
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            started = self._clock()
+            try:
+                response = await handler(request)
+            except HttpError as error:
+                self.failed(error, self._clock() - started, request)
+                return json_response({"error": error.message}, error.status)
+            self.answered(Status.OK.name, self._clock() - started)
+            return response
+
+        return answer
 
     def answered(self, label: str, elapsed_s: float) -> None:
         """One request answered with status ``label``."""

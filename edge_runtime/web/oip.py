@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from importlib import metadata
 
 import numpy as np
@@ -77,9 +77,8 @@ class OipDoor:
         self._settings = settings
         self._limits = limits
         self._service = service
-        self._metrics = DoorMetrics(metrics, FRONTDOOR)
+        self._metrics = DoorMetrics(metrics, FRONTDOOR, clock)
         self._ready = ready
-        self._clock = clock
 
     def routes(self) -> list[web.RouteDef]:
         """The protocol's routes."""
@@ -89,28 +88,13 @@ class OipDoor:
             web.get("/v2", self._server_metadata),
             web.get("/v2/health/live", self._live),
             web.get("/v2/health/ready", self._server_ready),
-            web.get(model, self._wrap(self._model_metadata)),
-            web.get(versioned, self._wrap(self._model_metadata)),
-            web.get(model + "/ready", self._wrap(self._model_ready)),
-            web.get(versioned + "/ready", self._wrap(self._model_ready)),
-            web.post(model + "/infer", self._wrap(self._infer)),
-            web.post(versioned + "/infer", self._wrap(self._infer)),
+            web.get(model, self._metrics.wrap(self._model_metadata)),
+            web.get(versioned, self._metrics.wrap(self._model_metadata)),
+            web.get(model + "/ready", self._metrics.wrap(self._model_ready)),
+            web.get(versioned + "/ready", self._metrics.wrap(self._model_ready)),
+            web.post(model + "/infer", self._metrics.wrap(self._infer)),
+            web.post(versioned + "/infer", self._metrics.wrap(self._infer)),
         ]
-
-    def _wrap(
-        self, handler: Callable[[web.Request], Awaitable[web.Response]]
-    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            started = self._clock()
-            try:
-                response = await handler(request)
-            except HttpError as error:
-                self._metrics.failed(error, self._clock() - started, request)
-                return json_response({"error": error.message}, error.status)
-            self._metrics.answered(Status.OK.name, self._clock() - started)
-            return response
-
-        return wrapped
 
     async def _server_metadata(self, _request: web.Request) -> web.Response:
         return json_response(

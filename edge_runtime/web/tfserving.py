@@ -107,8 +107,7 @@ class TfServingDoor:
         self._settings = settings
         self._limits = limits
         self._service = service
-        self._metrics = DoorMetrics(metrics, FRONTDOOR)
-        self._clock = clock
+        self._answer = DoorMetrics(metrics, FRONTDOOR, clock).wrap(self._dispatch)
         self._names = pairs(settings.tfserving_models)
         self._versions = {int(n): v for n, v in pairs(settings.tfserving_versions).items()}
         self._labels = {label: int(n) for label, n in pairs(settings.tfserving_labels).items()}
@@ -117,14 +116,7 @@ class TfServingDoor:
         """Answer any request under /v1 (TF Serving's path regex is ``(?i)/v1/.*``)."""
         if not request.path.lower().startswith("/v1/") and request.path.lower() != "/v1":
             raise web.HTTPNotFound
-        started = self._clock()
-        try:
-            response = await self._dispatch(request)
-        except HttpError as error:
-            self._metrics.failed(error, self._clock() - started, request)
-            return json_response({"error": error.message}, error.status)
-        self._metrics.answered(Status.OK.name, self._clock() - started)
-        return response
+        return await self._answer(request)
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         path = request.rel_url.raw_path
