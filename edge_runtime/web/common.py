@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from aiohttp import web
 
-from edge_runtime.messages import ModelRef, Status
+from edge_runtime.errors import Overloaded
+from edge_runtime.messages import FacePixels, ModelRef, Status
 from edge_runtime.metrics import Metrics
+from edge_runtime.service import InferenceService, Outcome
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +41,21 @@ class HttpError(Exception):
         self.message = message
         self.label = label  # the status label of edge_requests_total
         self.reason = reason  # the reason label of edge_invalid_requests_total, if invalid
+
+
+async def answered(service: InferenceService, faces: tuple[FacePixels, ...]) -> Outcome:
+    """The service's OK outcome for ``faces``.
+
+    Raises:
+        HttpError: 429 when the queue is full, else the outcome's status as HTTP_STATUS maps it.
+    """
+    try:
+        outcome = await service.infer(faces)
+    except Overloaded as exc:
+        raise HttpError(429, str(exc), label=Status.RESOURCE_EXHAUSTED.name) from None
+    if outcome.status is not Status.OK:
+        raise HttpError(HTTP_STATUS[outcome.status], outcome.error, label=outcome.status.name)
+    return outcome
 
 
 def json_response(

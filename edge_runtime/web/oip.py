@@ -19,16 +19,15 @@ import numpy.typing as npt
 import orjson
 from aiohttp import web
 
-from edge_runtime.errors import Overloaded
 from edge_runtime.messages import FacePixels, FaceResult, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import HttpSettings, LimitSettings
 from edge_runtime.web.common import (
-    HTTP_STATUS,
     JSON,
     DoorMetrics,
     HttpError,
+    answered,
     json_response,
     model_headers,
 )
@@ -164,12 +163,7 @@ class OipDoor:
         body = await request.read()
         document, binary = _split(body, request.headers.get(HEADER_LENGTH))
         faces, wanted = self._decode(document, binary)
-        try:
-            outcome = await self._service.infer(faces)
-        except Overloaded as exc:
-            raise HttpError(429, str(exc), label=Status.RESOURCE_EXHAUSTED.name) from None
-        if outcome.status is not Status.OK:
-            raise HttpError(HTTP_STATUS[outcome.status], outcome.error, label=outcome.status.name)
+        outcome = await answered(self._service, faces)
         answer: dict[str, Json] = {
             "model_name": outcome.model.name,
             "model_version": outcome.model.version,

@@ -20,15 +20,14 @@ import numpy.typing as npt
 import orjson
 from aiohttp import web
 
-from edge_runtime.errors import Overloaded
 from edge_runtime.messages import FacePixels, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import HttpSettings, LimitSettings, pairs
 from edge_runtime.web.common import (
-    HTTP_STATUS,
     DoorMetrics,
     HttpError,
+    answered,
     json_response,
     model_headers,
 )
@@ -260,12 +259,7 @@ class TfServingDoor:
             )
         columnar = "instances" not in document
         faces = self._faces(document)
-        try:
-            outcome = await self._service.infer(faces)
-        except Overloaded as exc:
-            raise HttpError(429, str(exc), label=Status.RESOURCE_EXHAUSTED.name) from None
-        if outcome.status is not Status.OK:
-            raise HttpError(HTTP_STATUS[outcome.status], outcome.error, label=outcome.status.name)
+        outcome = await answered(self._service, faces)
         rows = [list(result.probabilities) for result in outcome.results]
         return json_response(
             {"outputs" if columnar else "predictions": rows}, headers=model_headers(outcome.model)
