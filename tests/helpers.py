@@ -84,10 +84,11 @@ def runtime_process(
     runtime_id: str,
     topic_root: str,
     *extra: str,
-    output: int | None = subprocess.PIPE,
+    output: int | None = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """``edge-runtime`` as its own process: model 1.0.0 from ``registry``, no twin, no metrics
-    port unless ``extra`` says otherwise (later flags win)."""
+    port unless ``extra`` says otherwise (later flags win). Its log goes to ``output``, never to
+    a pipe nobody reads (a full pipe blocks the writer: mosquitto stopped answering that way)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -114,7 +115,7 @@ def runtime_process(
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         stdout=output,
-        stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
+        stderr=subprocess.STDOUT,
     )
 
 
