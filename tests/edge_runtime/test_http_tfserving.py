@@ -346,3 +346,36 @@ async def test_app_sim_replays_the_apps_request(broker, registry, unique):
     assert "POST http://127.0.0.1:" in text
     assert "200 in" in text
     assert "(top: happy)" in text
+
+
+async def test_configured_names_versions_and_float_range(broker, registry, unique):
+    """Pinned registry versions answer only while they serve; several numbers may name the
+    served model; byte-range floats are taken as 0..255."""
+    overrides = {
+        "http.tfserving_models": "faces=emotion",
+        "http.tfserving_versions": "4=serving,7=1.0.0,8=9.9.9",
+        "http.float_range": "byte",
+    }
+    async with http_runtime(broker.url, registry, unique, **overrides) as http:
+        body = '{"instances": [[[128.0, 64.0]], [[255.0, 0.0]]]}'
+        pinned, answer, headers = await http.call(
+            "POST", "/v1/models/faces/versions/7:predict", body
+        )
+        other, missing, _ = await http.call("POST", "/v1/models/faces/versions/8:predict", body)
+        old_name, _, _ = await http.call("POST", "/v1/models/model_emotion:predict", body)
+        status, listed, _ = await http.call("GET", "/v1/models/faces")
+        unit, refused, _ = await http.call(
+            "POST", "/v1/models/faces:predict", '{"instances": [[[300.0]]]}'
+        )
+    assert pinned == 200, answer
+    assert len(answer["predictions"]) == 2
+    assert headers["X-Edge-Model-Version"] == "1.0.0"
+    assert (other, missing) == (
+        404,
+        {"error": "Servable not found for request: Specific(faces, 8)"},
+    )
+    assert old_name == 404  # model_emotion is no longer mapped
+    assert status == 200
+    assert [v["version"] for v in listed["model_version_status"]] == ["7", "4"]
+    assert unit == 400
+    assert "within [0, 255]" in refused["error"]
