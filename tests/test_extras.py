@@ -31,11 +31,12 @@ model = load_model(ModelSettings(registry=sys.argv[1], version="1.0.0"), 4)
 spec = model.input_spec
 probabilities = model.predict_now(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))
 assert probabilities.shape == (1, 7), probabilities.shape
+import edge_runtime.web.server, edge_runtime.web.tfserving, edge_runtime.web.oip  # HTTP doors
 """,
         ("tensorflow", "device_sim", "cloud_trainer", "mappers"),
     ),
     "sim": (
-        ["device-sim --help", "device-sim --devices 2 --emit-devices v1beta1"],
+        ["device-sim --help", "device-sim --devices 2 --emit-devices v1beta1", "app-sim --help"],
         """
 from device_sim.sources import open_source
 shot = open_source("synthetic", 1).next_shot()
