@@ -281,9 +281,9 @@ class MqttDoor:
                 self._send(reply, answer)
             return
         try:
-            self._service.submit(request.faces, lambda outcome: self._answer(reply, outcome))
+            self._service.submit(request.faces, lambda outcome: self._respond(reply, outcome))
         except Overloaded as exc:
-            self._respond(reply, Status.RESOURCE_EXHAUSTED, error=str(exc))
+            self._refuse(reply, Status.RESOURCE_EXHAUSTED, str(exc))
 
     def _reply_to(
         self,
@@ -317,42 +317,30 @@ class MqttDoor:
     def _reject(self, reply: _ReplyTo, reason: str, error: str) -> None:
         _LOGGER.info("invalid request from %s: %.300s", reply.device, error)
         self._metrics.rejected.labels(FRONTDOOR, reason).inc()
-        self._respond(reply, Status.INVALID_ARGUMENT, error=error)
+        self._refuse(reply, Status.INVALID_ARGUMENT, error)
 
-    def _answer(self, reply: _ReplyTo, outcome: Outcome) -> None:
-        self._respond(
-            reply,
-            outcome.status,
-            error=outcome.error,
-            outcome=outcome,
-        )
+    def _refuse(self, reply: _ReplyTo, status: Status, error: str) -> None:
+        """Answer without inference, naming the model serving now."""
+        self._respond(reply, Outcome(status, self._service.model.ref, error=error))
 
-    def _respond(
-        self,
-        reply: _ReplyTo,
-        status: Status,
-        *,
-        error: str = "",
-        outcome: Outcome | None = None,
-    ) -> None:
+    def _respond(self, reply: _ReplyTo, outcome: Outcome) -> None:
         elapsed = self._clock() - reply.received_at
-        timings = Timings(
-            queue_us=int(outcome.queue_s * 1e6) if outcome else 0,
-            inference_us=int(outcome.inference_s * 1e6) if outcome else 0,
-            total_us=int(elapsed * 1e6),
-            batch_size=outcome.batch_faces if outcome else 0,
-        )
         response = Response(
             request_id=reply.request_id,
             device_id=reply.device,
-            status=status,
-            error=error,
-            model=outcome.model if outcome else self._service.model.ref,
-            results=outcome.results if outcome else (),
-            timings=timings,
+            status=outcome.status,
+            error=outcome.error,
+            model=outcome.model,
+            results=outcome.results,
+            timings=Timings(
+                queue_us=int(outcome.queue_s * 1e6),
+                inference_us=int(outcome.inference_s * 1e6),
+                total_us=int(elapsed * 1e6),
+                batch_size=outcome.batch_faces,
+            ),
             captured_at_ms=reply.captured_at_ms,
         )
-        self._metrics.requests.labels(FRONTDOOR, status.name).inc()
+        self._metrics.requests.labels(FRONTDOOR, outcome.status.name).inc()
         self._metrics.request_seconds.labels(FRONTDOOR).observe(elapsed)
         self._recent.finish(reply.device, reply.request_id, response)
         self._send(reply, response)
