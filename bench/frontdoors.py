@@ -32,7 +32,7 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from bench.endtoend import closed
-from bench.processes import broker, free_port, runtime
+from bench.processes import broker, free_port, ready, runtime
 from device_sim.app import APP_PATH, app_body
 
 PEERS = Path(__file__).resolve().parents[1] / ".state" / "peers"
@@ -149,20 +149,13 @@ def http_row(
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    async def poll() -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise RuntimeError(f"exited with status {process.returncode}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(url) as reply:
-                        if reply.status == 200:
-                            return
-                await asyncio.sleep(0.25)
-        raise RuntimeError(f"not ready within {timeout_s:.0f} s")
-
-    asyncio.run(poll())
+    deadline = time.monotonic() + timeout_s
+    while not ready(url):
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not ready within {timeout_s:.0f} s")
+        time.sleep(0.25)
 
 
 @contextlib.contextmanager

@@ -92,10 +92,12 @@ def _import_http() -> None:
 
 
 async def _serve(settings: Settings) -> int:
-    http = asyncio.create_task(asyncio.to_thread(_import_http))
+    listening = settings.http.port or settings.metrics.port
+    http = asyncio.create_task(asyncio.to_thread(_import_http)) if listening else None
     model, served = await asyncio.to_thread(_startup_model, settings)
     await asyncio.to_thread(model.warm_up)
-    await http
+    if http is not None:
+        await http
     runtime = Runtime(settings, model=model, served=served)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
