@@ -39,8 +39,10 @@ def app_body(rgb: npt.NDArray[np.uint8]) -> bytes:
     return f'{{"signature_name":"serving_default","instances":[[{rows}]]}}'.encode()
 
 
-def picture(path: Path | None, *, face: bool) -> npt.NDArray[np.uint8]:
-    """The picture to send, RGB, 48x48: a file, or scikit-image's astronaut() photo.
+def picture(path: Path | None, *, face: bool, side: int = APP_SIDE) -> npt.NDArray[np.uint8]:
+    """The picture to send, RGB, ``side`` square (the app's 48).
+
+    A file, or scikit-image's astronaut() photo.
 
     With ``face``, the first face found is cropped first (the app itself sends the whole
     picture: with a selfie, that is a face).

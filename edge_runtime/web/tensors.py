@@ -32,6 +32,11 @@ def debug_string(value: Json) -> str:
     return orjson.dumps(value, default=str)[:_DEBUG_BYTES].decode("utf-8", "replace")
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A shape as TF Serving writes it in messages: ``[48,48,3]``."""
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
 def _type_name(value: Json) -> str:
     # rapidjson's type names, as TF Serving's JsonTypeString prints them.
     if value is None:
@@ -156,9 +161,9 @@ def faces_of(
     if batch.ndim == 3:
         batch = batch[..., np.newaxis]
     if batch.ndim != 4 or batch.shape[3] not in (1, 3) or 0 in batch.shape:
-        shape = "[" + ",".join(str(d) for d in batch.shape[1:]) + "]"
         raise TensorError(
-            f"each face must be rows x columns [x 1 or 3 channels] of pixels; got shape {shape}"
+            "each face must be rows x columns [x 1 or 3 channels] of pixels; got shape "
+            + shape_text(batch.shape[1:])
         )
     count, height, width, _ = batch.shape
     if count > limits.max_faces_per_request:

@@ -40,6 +40,7 @@ from edge_runtime.web.tensors import (
     faces_of,
     is_b64,
     scale_floats,
+    shape_text,
 )
 
 FRONTDOOR = "tfserving"
@@ -325,7 +326,8 @@ class TfServingDoor:
                 )
             if arrays[-1].shape != arrays[0].shape:
                 raise TensorError(
-                    f"Expecting shape {_shape(arrays[0])} but got: {_shape(arrays[-1])}"
+                    f"Expecting shape {shape_text(arrays[0].shape)} but got: "
+                    f"{shape_text(arrays[-1].shape)}"
                 )
         return np.stack(arrays)
 
@@ -344,10 +346,6 @@ class TfServingDoor:
         if is_b64(value):
             return decode_image(value).astype(np.float32)
         return scale_floats(dense(value), self._settings.float_range)
-
-
-def _shape(array: npt.NDArray[np.float32]) -> str:
-    return "[" + ",".join(str(d) for d in array.shape) + "]"
 
 
 def _parse(body: bytes) -> dict[str, Json]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -61,18 +60,4 @@ async def http_runtime(
 
 def astronaut_face_rgb(size: int = APP_SIDE) -> npt.NDArray[np.uint8]:
     """The face in scikit-image's astronaut() photo (a real smile), RGB, ``size`` square."""
-    face = picture(None, face=True)
-    if size == APP_SIDE:
-        return face
-    return np.asarray(cv2.resize(picture_full_face(), (size, size)), np.uint8)
-
-
-def picture_full_face() -> npt.NDArray[np.uint8]:
-    """The astronaut's face crop at the photo's own resolution."""
-    from skimage import data
-
-    from device_sim.preprocessing import FaceDetector, to_gray
-
-    photo = np.asarray(data.astronaut())
-    x, y, w, h = FaceDetector().detect(to_gray(photo))[0]
-    return photo[y : y + h, x : x + w]
+    return picture(None, face=True, side=size)
