@@ -261,6 +261,13 @@ def standin(broker: Any, layout: Layout, *device_names: str) -> Iterator[Edgecor
         twin_store.close()
 
 
+def reported_twins(service: EdgecoreStandIn, device_id: str) -> dict[str, str]:
+    """The non-empty reported (actual) twin values of ``device_id`` in the stand-in."""
+    device = service.engine.device(device_id)
+    assert device is not None
+    return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
+
+
 @contextlib.contextmanager
 def dmi_standin(
     broker: Any, sockets: Path, client_id: str, *definitions: DeviceDefinition

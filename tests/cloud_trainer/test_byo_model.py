@@ -45,11 +45,6 @@ def user_models(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _reported(edgecore, device_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    device = edgecore.engine.device(device_id)
-    return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
-
-
 def _add(registry: Path, model: Path, *extra: str) -> int:
     return trainer(
         ["--registry", str(registry), "--name", "mood", "registry", "add", str(model), *extra]
@@ -139,7 +134,7 @@ async def test_a_users_model_is_pushed_like_any_version(broker, user_models, tmp
     from cloud_trainer.push import desired_twins
     from cloud_trainer.store import ModelStore
     from kubeedge_twin import Layout
-    from tests.helpers import standin
+    from tests.helpers import reported_twins, standin
 
     claims = ["--input", "32x32x3", "--normalisation", "unit", "--labels", LABELS]
     for version in ("1.0.0", "1.1.0"):
@@ -162,7 +157,7 @@ async def test_a_users_model_is_pushed_like_any_version(broker, user_models, tmp
                 edgecore.set_desired(device_id, desired_twins(tmp_path, "mood", "1.1.0", store.url))
                 async with asyncio.timeout(30):
                     while True:
-                        if _reported(edgecore, device_id).get("model_version") == "1.1.0":
+                        if reported_twins(edgecore, device_id).get("model_version") == "1.1.0":
                             break
                         await asyncio.sleep(0.05)
                 status, answer, after = await http.call("POST", APP_PATH, body)

@@ -16,7 +16,7 @@ from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status
 from edge_runtime.__main__ import _startup_model
 from edgeinfer.twins import MODEL_TWINS
-from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout
+from kubeedge_twin import DeviceDefinition, Layout
 from kubeedge_twin.dmi.edgecore import DmiEdgecore
 from tests.helpers import (
     crd_schema,
@@ -24,6 +24,7 @@ from tests.helpers import (
     dmi_standin,
     face,
     make_settings,
+    reported_twins,
     running_runtime,
     socket_directory,
     standin,
@@ -73,16 +74,10 @@ def _device_id(layout: Layout, name: str) -> str:
     return name if layout is Layout.V1_4 else f"default/{name}"
 
 
-def _reported(service: EdgecoreStandIn, device_id: str) -> dict[str, str]:
-    device = service.engine.device(device_id)
-    assert device is not None
-    return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
-
-
 async def _until(service, device_id, done) -> dict[str, str]:
     async with asyncio.timeout(20):
         while True:
-            reported = _reported(service, device_id)
+            reported = reported_twins(service, device_id)
             if done(reported):
                 return reported
             await asyncio.sleep(0.02)
