@@ -156,6 +156,18 @@ class TfServingDoor:
             raise _bad(f"Failed to convert version: {text} to numeric.")
         return number
 
+    def _unlabelled(self, spec: _Spec) -> _Spec:
+        """``spec`` with its version label replaced by the version number it names.
+
+        Raises:
+            HttpError: TF Serving's 400 for a label it does not know.
+        """
+        if spec.label is None:
+            return spec
+        if spec.label not in self._labels:
+            raise _bad(f"Unrecognized servable version label: {spec.label}", "unknown_label")
+        return _Spec(spec.name, self._labels[spec.label], None)
+
     def _registry_name(self, name: str) -> str | None:
         if name in self._names:
             return self._names[name]
@@ -172,11 +184,7 @@ class TfServingDoor:
         Raises:
             HttpError: TF Serving's 400 for an unknown label, 404 for anything not served.
         """
-        version = spec.version
-        if spec.label is not None:
-            if spec.label not in self._labels:
-                raise _bad(f"Unrecognized servable version label: {spec.label}", "unknown_label")
-            version = self._labels[spec.label]
+        version = self._unlabelled(spec).version
         registry = self._registry_name(spec.name)
         serving = self._serving_numbers()
         if registry != self._service.model.ref.name or not serving:
@@ -194,10 +202,7 @@ class TfServingDoor:
         serving = self._serving_numbers() if registry == self._service.model.ref.name else []
         if not serving:
             raise _not_found(f"Could not find any versions of model {spec.name}")
-        if spec.label is not None:
-            if spec.label not in self._labels:
-                raise _bad(f"Unrecognized servable version label: {spec.label}", "unknown_label")
-            spec = _Spec(spec.name, self._labels[spec.label], None)
+        spec = self._unlabelled(spec)
         if spec.version is not None:
             if spec.version not in serving:
                 raise _not_found(f"Could not find version {spec.version} of model {spec.name}")
