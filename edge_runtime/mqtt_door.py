@@ -30,7 +30,6 @@ from edge_runtime.topics import (
     OFFLINE,
     ONLINE,
     REQUEST_QOS,
-    RESULT_QOS,
     STATUS_QOS,
     Topics,
 )
@@ -102,9 +101,11 @@ class MqttDoor:
         self._topics = Topics(settings.topic_root, settings.mqtt.response_topic_filter)
         self._recent = RecentAnswers(settings.limits.answer_cache_size)
         self._broker_dropped_seen = 0
-        self._publishing = 0
-        self._published = asyncio.Event()
-        self._published.set()
+        # Per request, so the labelled children are looked up once, not per answer.
+        self._request_seconds = metrics.request_seconds.labels(FRONTDOOR)
+        self._requests = {
+            status: metrics.requests.labels(FRONTDOOR, status.name) for status in Status
+        }
         mqtt = settings.mqtt
         self._transport = MqttTransport(
             mqtt.broker,
@@ -135,6 +136,7 @@ class MqttDoor:
             receive_maximum=mqtt.receive_maximum,
             max_outgoing_inflight=0,  # every answer goes out at once, before its request's ack
             on_connect=self._announce,
+            on_send_failed=lambda _reason: self._metrics.publish_failures.inc(),
         )
 
     @property
@@ -180,8 +182,8 @@ class MqttDoor:
                 self._transport.ack(message)
 
     async def flushed(self) -> None:
-        """Wait until every answer handed to the transport has been published."""
-        await self._published.wait()
+        """Wait until the broker has acknowledged every answer handed to the transport."""
+        await self._transport.confirmed()
 
     async def publish_offline(self) -> None:
         """Publish the retained ``offline`` state, if connected (bounded wait)."""
@@ -340,8 +342,8 @@ class MqttDoor:
             ),
             captured_at_ms=reply.captured_at_ms,
         )
-        self._metrics.requests.labels(FRONTDOOR, outcome.status.name).inc()
-        self._metrics.request_seconds.labels(FRONTDOOR).observe(elapsed)
+        self._requests[outcome.status].inc()
+        self._request_seconds.observe(elapsed)
         self._recent.finish(reply.device, reply.request_id, response)
         self._send(reply, response)
 
@@ -357,32 +359,18 @@ class MqttDoor:
         """
         payload = codec.encode_response(response, reply.wire)
         try:
-            future = self._transport.publish_nowait(
+            self._transport.send(
                 reply.topic,
                 payload,
-                qos=RESULT_QOS,
                 content_type=CONTENT_TYPE_JSON
                 if reply.wire is WireFormat.JSON
                 else CONTENT_TYPE_PROTOBUF,
                 correlation_data=reply.correlation,
             )
-        except ValueError as exc:  # paho refuses the topic or properties before sending
+        except ValueError as exc:  # a topic no broker would take
             self._metrics.publish_failures.inc()
             _LOGGER.warning("cannot answer %s on %.200s: %s", reply.device, reply.topic, exc)
-            self._transport.ack(reply.message)
-            return
         self._transport.ack(reply.message)
-        self._publishing += 1
-        self._published.clear()
-        future.add_done_callback(self._answered)
-
-    def _answered(self, future: asyncio.Future[None]) -> None:
-        self._publishing -= 1
-        if self._publishing == 0:
-            self._published.set()
-        if not future.cancelled() and future.exception() is not None:
-            self._metrics.publish_failures.inc()
-            _LOGGER.warning("response publish failed: %s", future.exception())
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

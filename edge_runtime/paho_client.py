@@ -1,15 +1,17 @@
-"""paho-mqtt's client with fewer system calls per packet and one packet per read.
+"""paho-mqtt's client, with the hot path's packets kept out of paho's Python.
 
 The only module that touches paho's private members. paho reads each packet with three or
-four ``recv`` calls (type byte, length bytes one at a time, body) and sends each packet with its
-own ``send``; at hundreds of requests per second those calls were a large share of the
-runtime's CPU (bench/). Here one ``recv`` fills a buffer the next packets are cut from, and
-packets queued together leave in one ``send``. And ``loop_read`` reads as many packets as
-messages are in flight (hundreds, with answers awaiting their PUBACKs), which would overrun the
-transport's flow control: ``read_packet`` reads one.
+four ``recv`` calls and builds a Python object per packet; at thousands of requests per second
+that was a large share of the runtime's CPU (bench/results/profiles/). Here one ``recv`` fills
+a buffer that ``next_packet`` cuts whole packets from: the transport reads PUBLISH and PUBACK
+itself (edge_runtime.wire) and hands every other packet to paho, which reads it from the same
+buffer (``handle_packet``). ``send_raw`` writes bytes the transport built (answers and acks of a
+loop turn in one ``send``), behind anything paho already queued, so the order on the wire is the
+order of the calls. paho still connects, subscribes, pings, publishes the runtime's status and
+closes; its own queued packets leave joined in one write (``loop_write``).
 
 The private members used (``HOOKS``) are checked at import: if a paho release renames them,
-the client falls back to paho's public behaviour (slower, and reading may overshoot the flow
+the transport falls back to paho's public behaviour (slower, and reading may overshoot the flow
 control limit by what one ``loop_read`` takes), and tests/edge_runtime/test_paho_contract.py
 fails so that the change is noticed. paho is pinned below 2.3.
 """
@@ -18,23 +20,29 @@ from __future__ import annotations
 
 import collections
 import logging
+import ssl
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import MQTTErrorCode
 
+from edge_runtime import wire
+
 _LOGGER = logging.getLogger(__name__)
 
 # paho internals this module relies on: methods of Client, and the attribute holding the queue
 # of packets to write (a deque of dicts, see _joined).
-HOOK_METHODS = ("_sock_recv", "_packet_read", "_loop_rc_handle")
-HOOK_ATTRIBUTES = ("_out_packet",)
+HOOK_METHODS = ("_sock_recv", "_packet_read", "_loop_rc_handle", "_packet_queue", "_mid_generate")
+HOOK_ATTRIBUTES = ("_out_packet", "_out_messages", "_in_packet", "_last_bytes_received")
 PACKET_KEYS = frozenset({"command", "mid", "qos", "pos", "to_process", "packet", "info"})
 
 
 def _hooks_present() -> bool:
     return all(callable(getattr(mqtt.Client, name, None)) for name in HOOK_METHODS)
+
+
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 HOOKS = _hooks_present()
@@ -43,7 +51,7 @@ if not HOOKS:  # pragma: no cover - only with an unexpected paho
 
 
 class PahoClient(mqtt.Client):
-    """paho's client, reading and writing with fewer system calls (see the module's docstring)."""
+    """paho's client with a shared read buffer and raw writes (see the module's docstring)."""
 
     _READ_SIZE = 65536
 
@@ -65,7 +73,12 @@ class PahoClient(mqtt.Client):
         self._buffer, self._offset = b"", 0
 
     def read_packet(self) -> MQTTErrorCode:
-        """Read and handle at most one packet; ``MQTT_ERR_SUCCESS`` unless the connection failed."""
+        """Let paho read and handle at most one packet.
+
+        Returns:
+            ``MQTT_ERR_SUCCESS`` after a packet, ``MQTT_ERR_AGAIN`` when the socket had too
+            little for one, anything else when the connection failed (paho has handled it).
+        """
         if not HOOKS:
             return self.loop_read()
         if self._sock is None:
@@ -74,7 +87,78 @@ class PahoClient(mqtt.Client):
         if rc > 0:
             handled: MQTTErrorCode = self._loop_rc_handle(rc)
             return handled
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return rc
+
+    def next_packet(self) -> tuple[bytes, int, int, int] | bool:
+        """The next whole packet in the read buffer, reading the socket when it has none.
+
+        Returns:
+            ``(buffer, start, body, end)`` of a packet, not yet consumed (``consume`` takes
+            it, ``handle_packet`` gives it to paho); False when no whole packet can be had
+            without waiting; True when paho must read (a packet split across its own reads,
+            a closed or failed connection, bytes that are not MQTT): ``read_packet`` then.
+        """
+        if not HOOKS or self._in_packet["command"] != 0:
+            return True
+        while True:
+            try:
+                body, end = wire.frame(self._buffer, self._offset)
+            except wire.Malformed:
+                return True
+            if end:
+                return self._buffer, self._offset, body, end
+            sock = self._sock
+            if sock is None:
+                return True
+            try:
+                data = sock.recv(self._READ_SIZE)
+            except _WOULD_BLOCK:
+                return False
+            except OSError:
+                return True
+            if not data:
+                return True  # closed by the broker: paho reads the end and reports it
+            self._last_bytes_received = mqtt.time_func()
+            if self._offset >= len(self._buffer):
+                self._buffer, self._offset = data, 0
+            else:
+                self._buffer, self._offset = self._buffer[self._offset :] + data, 0
+
+    def consume(self, end: int) -> None:
+        """Mark the buffer read up to ``end`` (a packet the transport handled itself)."""
+        self._offset = end
+
+    def handle_packet(self) -> MQTTErrorCode:
+        """Give the whole packet at the head of the buffer to paho."""
+        return self.read_packet()
+
+    def fresh_mid(self, taken: dict[int, Any]) -> int:
+        """A packet identifier in use neither by paho's publishes nor in ``taken``."""
+        while True:
+            mid: int = self._mid_generate()
+            if mid not in taken and mid not in self._out_messages:
+                return mid
+
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` (whole packets) now, after anything paho has queued before it.
+
+        What the socket does not take at once is queued for paho's writer, in order.
+        """
+        sock = self._sock
+        if sock is None:
+            return
+        if not self._fast_write or self._out_packet:
+            self._packet_queue(PUBACK, data, 0, 1)  # written behind paho's, like a PUBACK
+            return
+        try:
+            sent = sock.send(data)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError:
+            sent = 0  # paho's writer meets the same error and reports the lost connection
+        self._last_msg_out = mqtt.time_func()
+        if sent < len(data):
+            self._packet_queue(PUBACK, data[sent:], 0, 1)
 
     def loop_write(self) -> MQTTErrorCode:
         """Write queued packets, those that need no per-packet callback joined into one send."""

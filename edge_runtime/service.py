@@ -169,7 +169,6 @@ class InferenceService:
             status = Status.INTERNAL
         else:
             results = classify(batch.probabilities, model.labels)
-            self._metrics.faces.inc(len(results))
         job.context(
             Outcome(
                 status,
@@ -183,6 +182,7 @@ class InferenceService:
         )
 
     def _observe_batch(self, faces: int, inference_s: float) -> None:
+        self._metrics.faces.inc(faces)
         self._metrics.batch_size.observe(faces)
         self._metrics.inference_seconds.observe(inference_s)
         self._metrics.queue_depth.set(self._batcher.depth)

@@ -1,13 +1,16 @@
-"""MQTT v5 transport: paho-mqtt's protocol engine driven by the asyncio event loop.
+"""MQTT v5 transport: paho-mqtt's protocol engine on the asyncio event loop, with a hot path.
 
-paho 2's manual acknowledgement lets the runtime acknowledge a request only after its answer
-is published, so a crash or restart loses nothing (the broker redelivers unacknowledged
-messages of the persistent session). paho's socket is watched by the event loop itself
-(``add_reader``/``add_writer`` with ``loop_read``/``loop_write``, ``loop_misc`` each second):
-paho's own network thread measured about 0.15 ms more CPU per request on our request/response
-traffic (two thread hand-offs and two wake-up writes per request; bench/), and every packet
-queued in one event-loop turn now goes out in one write-ready callback. Only the blocking TCP
-and TLS connect runs in a worker thread.
+Manual acknowledgement lets the runtime acknowledge a request only after its answer is
+published, so a crash or restart loses nothing (the broker redelivers unacknowledged messages
+of the persistent session). The socket is watched by the event loop itself (``add_reader``,
+``add_writer``; paho's ``loop_misc`` each second): paho's own network thread measured about
+0.15 ms more CPU per request (bench/). Only the blocking TCP and TLS connect runs in a worker
+thread.
+
+The packets of every request, PUBLISH in, PUBACK out, the answer's PUBLISH out and its PUBACK
+in, never become paho objects: they are read from and written to the socket as bytes
+(``edge_runtime.wire``), and everything written in one loop turn leaves in one ``send``. paho
+connects, subscribes, keeps alive and carries the low-rate publishes (``publish_nowait``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_runtime import wire
 from edge_runtime.errors import BrokerUnavailable, ConfigError
 from edge_runtime.paho_client import PahoClient
 
@@ -167,6 +171,7 @@ class MqttTransport:
         max_outgoing_inflight: QoS 1 publishes paho sends before their PUBACKs come (0: no
             limit, every publish goes out at once and in call order; paho's default 20).
         on_connect: Called on the event loop after every successful (re)connect.
+        on_send_failed: Called with the reason code when the broker refuses a ``send``.
     """
 
     def __init__(
@@ -187,8 +192,16 @@ class MqttTransport:
         receive_maximum: int = 0,
         max_outgoing_inflight: int = 20,
         on_connect: Callable[[], None] | None = None,
+        on_send_failed: Callable[[int], None] | None = None,
     ) -> None:
         self._receive_maximum = receive_maximum
+        self._on_send_failed = on_send_failed
+        # QoS 1 publishes of ``send`` awaiting their PUBACK: packet, and whether it was written.
+        self._unconfirmed: dict[int, list[Any]] = {}
+        self._confirmed = asyncio.Event()
+        self._confirmed.set()
+        self._outgoing: list[bytes] = []  # packets of this loop turn, written in one send
+        self._flush_soon = False
         self._on_connect_callback = on_connect
         self._address = BrokerAddress.parse(broker)
         self._client_id = client_id
@@ -218,7 +231,7 @@ class MqttTransport:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=manual_ack,
         )
-        self._acks = _AckSequencer(lambda mid: self._client.ack(mid, 1))
+        self._acks = _AckSequencer(lambda mid: self._write(wire.puback(mid)))
         creds = credentials or Credentials()
         if creds.username:
             self._client.username_pw_set(creds.username, creds.password or None)
@@ -303,6 +316,9 @@ class MqttTransport:
         for future in self._published.values():
             future.cancel()
         self._published.clear()
+        self._unconfirmed.clear()
+        self._outgoing.clear()
+        self._confirmed.set()
 
     async def _supervise(self) -> None:
         """Connect, run paho's keepalive each second, and reconnect with jittered backoff."""
@@ -370,6 +386,7 @@ class MqttTransport:
         self._on_loop(self._unwatch, sock.fileno())
 
     def _unwatch(self, fileno: int) -> None:
+        self._outgoing.clear()  # acks of a lost connection are void; publishes are resent
         if fileno == self._reading:
             self._reading = None
         if self._loop is not None and fileno >= 0:
@@ -391,12 +408,29 @@ class MqttTransport:
     def _readable(self) -> None:
         client = self._client
         try:
-            while not self._full() and client.read_packet() == mqtt.MQTT_ERR_SUCCESS:
-                sock = client.socket()
-                # Packets already read (by us, or decrypted by TLS) are not signalled again.
-                if sock is None or not (
-                    client.buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending())
-                ):
+            while not self._full():
+                head = client.next_packet()
+                if head is False:
+                    break
+                if head is True:  # paho reads: split packet, closed connection, not MQTT
+                    if client.read_packet() != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                    continue
+                buffer, start, body, end = head
+                kind = buffer[start] & 0xF0
+                if kind == wire.PUBLISH and buffer[start] & 0x06 != 0x04:  # QoS 0 or 1
+                    packet = wire.read_publish(memoryview(buffer)[start:end])
+                    if packet is not None:
+                        client.consume(end)
+                        self._received(packet)
+                        continue
+                elif kind == wire.PUBACK and end - body >= 2:
+                    mid, reason = wire.puback_of(memoryview(buffer)[body:end])
+                    if mid in self._unconfirmed:
+                        client.consume(end)
+                        self._confirm(mid, reason)
+                        continue
+                if client.handle_packet() != mqtt.MQTT_ERR_SUCCESS:
                     break
         except Exception:
             _LOGGER.exception("error handling data from broker %s", self.endpoint)
@@ -404,16 +438,71 @@ class MqttTransport:
             # Flow control: the rest waits in the socket and at the broker until acks free room.
             self._loop.remove_reader(self._reading)
 
+    def _received(self, packet: Any) -> None:
+        """A PUBLISH the hot path read (QoS 0 or 1)."""
+        qos = 1 if packet.qos == 1 else 0
+        mid = packet.packet_id or 0
+        if qos:
+            if self._manual_ack:
+                self._acks.received(mid)
+            else:
+                self._write(wire.puback(mid))
+        correlation = packet.correlation_data
+        self._inbox.put_nowait(
+            InboundMessage(
+                packet.topic,
+                packet.payload,
+                qos,
+                packet.retain,
+                mid,
+                packet.content_type or "",
+                packet.response_topic or "",
+                correlation,
+                self._generation,
+            )
+        )
+
+    def _confirm(self, mid: int, reason: int) -> None:
+        """The broker's PUBACK of a ``send``."""
+        del self._unconfirmed[mid]
+        if not self._unconfirmed:
+            self._confirmed.set()
+        if reason >= 0x80:
+            _LOGGER.warning("broker %s refused a publish: reason 0x%02x", self.endpoint, reason)
+            if self._on_send_failed is not None:
+                self._on_send_failed(reason)
+
+    def _write(self, packet: bytes) -> None:
+        """Queue a packet for this loop turn's one write."""
+        self._outgoing.append(packet)
+        if not self._flush_soon and self._loop is not None:
+            self._flush_soon = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if not self._outgoing:
+            return
+        data = b"".join(self._outgoing) if len(self._outgoing) > 1 else self._outgoing[0]
+        self._outgoing.clear()
+        if self.connected.is_set():
+            try:
+                self._client.send_raw(data)
+            except Exception:
+                _LOGGER.exception("error writing to broker %s", self.endpoint)
+
     def _full(self) -> bool:
         return bool(self._receive_maximum) and len(self._acks) >= self._receive_maximum
 
     def _resume_reading(self) -> None:
-        """After acks freed room: watch the socket again and take what was already read."""
+        """After acks freed room: watch the socket again and take what was already read.
+
+        Bytes in the read buffer, or decrypted by TLS, are not signalled by the socket again.
+        """
         if self._full() or self._loop is None or self._reading is None:
             return
         self._loop.add_reader(self._reading, self._readable)
-        if self._client.buffered:
-            self._loop.call_soon(self._readable)
+        self._loop.call_soon(self._readable)
 
     def _writable(self) -> None:
         try:
@@ -454,7 +543,13 @@ class MqttTransport:
         self._delay_s = self._reconnect[0]
         self._generation += 1
         self._acks.reset()
+        self._outgoing.clear()
         self.connected.set()
+        # The session's unconfirmed publishes go again, as paho does with its own [MQTT-4.4.0-1].
+        for entry in self._unconfirmed.values():
+            packet, written = entry
+            self._write(wire.redelivery(packet) if written else packet)
+            entry[1] = True
         _LOGGER.warning("connected to broker %s as %s", self.endpoint, self._client_id)
         if self._on_connect_callback is not None:
             self._on_connect_callback()
@@ -550,6 +645,39 @@ class MqttTransport:
             # PUBACKs are read on this loop, so on_publish cannot run before this line.
             self._published[info.mid] = future
         return future
+
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        content_type: str = "",
+        correlation_data: bytes | None = None,
+    ) -> None:
+        """Publish at QoS 1 on the hot path: no future, written with this loop turn's packets.
+
+        ``confirmed()`` waits for the PUBACKs; a refusal goes to ``on_send_failed``. While
+        disconnected the publish waits and goes out after the reconnect.
+
+        Raises:
+            ValueError: the topic is empty, too long or holds a wildcard.
+        """
+        mid = self._client.fresh_mid(self._unconfirmed)
+        packet = wire.publish(topic, payload, mid, content_type, correlation_data)
+        written = self.connected.is_set()
+        self._unconfirmed[mid] = [packet, written]
+        self._confirmed.clear()
+        if written:
+            self._write(packet)
+
+    async def confirmed(self) -> None:
+        """Wait until the broker has acknowledged every ``send`` so far."""
+        await self._confirmed.wait()
+
+    @property
+    def unconfirmed(self) -> int:
+        """``send`` publishes the broker has not acknowledged yet."""
+        return len(self._unconfirmed)
 
     async def publish(
         self,

@@ -1,0 +1,84 @@
+"""A/B: two checkouts of the runtime (and the naive peer) in alternating closed-loop rounds.
+
+``python -m bench.ab --a DIR --b DIR`` runs ``edge_runtime`` from each checkout (``git
+worktree add /tmp/before HEAD~1`` makes one), each on its own mosquitto, and measures them
+round by round in turn (A, B, naive peer, ...), so that all three meet the same machine
+weather. It prints each round, the medians, and the runtime's CPU per face: the evidence a
+hot-path change is kept on (bench/results/ab-*.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+from pathlib import Path
+
+import psutil
+
+from bench.endtoend import _cpu_s, closed, naive_peer
+from bench.processes import broker, runtime
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Alternate rounds of checkout A, checkout B and the naive peer; print the medians."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
+    parser.add_argument("--a", type=Path, required=True, help="checkout A (the before)")
+    parser.add_argument("--b", type=Path, default=REPO, help="checkout B (default: this one)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument("--registry", type=Path, default=REPO / "models")
+    parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
+    args = parser.parse_args(argv)
+    model = args.registry / "emotion" / "1.0.0" / "model.tflite"
+    rates: dict[str, list[float]] = {"A": [], "B": [], "naive": []}
+    cpu: dict[str, list[float]] = {"A": [], "B": [], "naive": []}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for name, checkout in (("A", args.a), ("B", args.b)):
+            port = stack.enter_context(broker(REPO))
+            served = stack.enter_context(
+                runtime(checkout.resolve(), port, args.registry.resolve(), *args.runtime_args)
+            )
+            servers[name] = (port, psutil.Process(served.pid), args.in_flight)
+        port = stack.enter_context(broker(REPO))
+        served = stack.enter_context(naive_peer(REPO, port, model.resolve()))
+        servers["naive"] = (port, psutil.Process(served.pid), 32)
+        for index in range(args.rounds):
+            for name, (port, process, in_flight) in servers.items():
+                before = _cpu_s(process)
+                row = closed(port, in_flight, args.seconds)
+                spent = _cpu_s(process) - before
+                rates[name].append(row.faces_per_s)
+                cpu[name].append(spent / max(1, row.answered) * 1000)
+                print(
+                    f"round {index + 1} {name}: {row.faces_per_s:,.0f} faces/s, "
+                    f"{cpu[name][-1]:.3f} CPU ms/face, p99 {row.p99_ms:.1f} ms",
+                    flush=True,
+                )
+    lines = [
+        "| server | faces/s per round | median | CPU ms/face (median) | x naive |",
+        "|---|---|---:|---:|---:|",
+    ]
+    naive = statistics.median(rates["naive"])
+    for name in ("A", "B", "naive"):
+        median = statistics.median(rates[name])
+        lines.append(
+            f"| {name} | {', '.join(f'{r:,.0f}' for r in rates[name])} | {median:,.0f} | "
+            f"{statistics.median(cpu[name]):.3f} | {median / naive:.2f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
