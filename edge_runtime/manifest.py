@@ -14,6 +14,10 @@ from edge_runtime.messages import InputSpec, ModelRef
 from edgeinfer.v1 import inference_pb2, model_pb2
 
 MANIFEST_NAME = "manifest.json"
+AUTO_VARIANT = "auto"
+# What "auto" serves, first found: the trainer registers a full-int8 file only after it passed
+# the accuracy gate on the held-out split (cloud_trainer.export), and it is the fastest on CPU.
+AUTO_ORDER = ("int8-full", "float32")
 _NORMALIZATION = {
     inference_pb2.NORMALIZATION_UNIT: "unit",
     inference_pb2.NORMALIZATION_SYMMETRIC: "symmetric",
@@ -46,9 +50,16 @@ class Manifest:
     def file(self, variant: str) -> ModelFile:
         """The file of ``variant``; a version with one file serves it for any variant.
 
+        ``auto`` is the first of ``AUTO_ORDER`` the version has, else its first file.
+
         Raises:
             ModelRejected: if the manifest has no such variant.
         """
+        if variant == AUTO_VARIANT:
+            by_variant = {entry.variant: entry for entry in self.files}
+            found = next((by_variant[v] for v in AUTO_ORDER if v in by_variant), None)
+            if found is not None or self.files:
+                return found or self.files[0]
         for entry in self.files:
             if entry.variant == variant:
                 return entry

@@ -123,9 +123,17 @@ class ModelSettings:
         BackendKind.LITERT, "Inference engine: litert (TFLite) or tf (TensorFlow)."
     )
     variant: str = setting(
-        "float32", "Which file of the version to run: float32, int8-dynamic, ..."
+        "auto",
+        "Which file of the version to run: auto (full int8 when the version has it: the "
+        "trainer registers it only after the accuracy gate; else float32), float32, "
+        "int8-dynamic, int8-full.",
     )
-    threads: int = setting(2, "Interpreter threads.")
+    threads: int = setting(
+        0,
+        "Interpreter threads; 0 chooses by measurement: every count from 1 to the cores (at "
+        "most 4) is timed at warm-up and retried now and then while serving, so a busy "
+        "neighbour moves the choice (LiteRT only).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +519,6 @@ def _validate(s: Settings) -> None:
         ("mqtt.keepalive_s", s.mqtt.keepalive_s),
         ("mqtt.connect_timeout_s", s.mqtt.connect_timeout_s),
         ("mqtt.reconnect_min_s", s.mqtt.reconnect_min_s),
-        ("model.threads", s.model.threads),
         ("batch.max_size", s.batch.max_size),
         ("batch.max_queue", s.batch.max_queue),
         ("batch.request_timeout_s", s.batch.request_timeout_s),
@@ -523,6 +530,7 @@ def _validate(s: Settings) -> None:
         ("twin.max_model_bytes", s.twin.max_model_bytes),
     ):
         _require(number > 0, key, number, "must be greater than 0")
+    _require(s.model.threads >= 0, "model.threads", s.model.threads, "must be 0 (auto) or more")
     _require(
         not s.mqtt.share_group or bool(_SEGMENT.match(s.mqtt.share_group)),
         "mqtt.share_group",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,12 +16,23 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.backends.base import ManifestModel
+from edge_runtime.backends.threads import ThreadChoice
 from edge_runtime.errors import MissingDependency, ModelRejected
 from edge_runtime.manifest import Manifest
 
 _LOGGER = logging.getLogger(__name__)
 
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+_MAX_AUTO_THREADS = 4
+_PROBE_BUCKET = 8
+_PROBE_RUNS = 15
+
+
+def thread_candidates(threads: int) -> tuple[int, ...]:
+    """``threads`` alone, or for 0 (auto) every count from 1 to the cores (at most 4)."""
+    if threads > 0:
+        return (threads,)
+    return tuple(range(1, min(os.cpu_count() or 1, _MAX_AUTO_THREADS) + 1))
 
 
 def interpreter_class() -> Any:
@@ -51,35 +65,46 @@ def _buckets(max_batch: int) -> tuple[int, ...]:
 
 
 class LiteRtModel(ManifestModel):
-    """A TFLite model with one interpreter per batch bucket on a dedicated worker thread."""
+    """A TFLite model: one interpreter per batch bucket and thread count, threads chosen by
+    measurement (``ThreadChoice``), run on the caller's thread or a dedicated worker."""
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
         super().__init__(path, manifest, "litert")
         self._content = path.read_bytes()
-        self._threads = threads
         self._buckets = _buckets(max_batch)
+        self.thread_choice = ThreadChoice(thread_candidates(threads))
         self._cls = interpreter_class()
-        self._interpreters: dict[int, Any] = {}
+        self._interpreters: dict[tuple[int, int], tuple[Any, int, int]] = {}
         try:
-            self._interpreter(1)
+            self._interpreter(self.thread_choice.best, 1)
         except (ValueError, RuntimeError) as exc:
             self._executor.shutdown(wait=False)
             raise ModelRejected(manifest.ref.version, f"TFLite cannot load it: {exc}") from exc
 
-    def _interpreter(self, bucket: int) -> Any:
-        interpreter = self._interpreters.get(bucket)
-        if interpreter is None:
+    def _interpreter(self, threads: int, bucket: int) -> tuple[Any, int, int]:
+        """The interpreter for ``bucket`` faces on ``threads`` threads, with its input and
+        output tensor indices."""
+        entry = self._interpreters.get((threads, bucket))
+        if entry is None:
             spec = self._manifest.input
-            interpreter = self._cls(model_content=self._content, num_threads=self._threads)
+            interpreter = self._cls(model_content=self._content, num_threads=threads)
             index = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(
                 index, [bucket, spec.height, spec.width, spec.channels], strict=False
             )
             interpreter.allocate_tensors()
-            self._interpreters[bucket] = interpreter
-        return interpreter
+            entry = (interpreter, index, interpreter.get_output_details()[0]["index"])
+            self._interpreters[(threads, bucket)] = entry
+        return entry
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        threads = self.thread_choice.threads()
+        started = time.perf_counter()
+        result = self._invoke(batch, threads)
+        self.thread_choice.record(threads, len(batch), time.perf_counter() - started)
+        return result
+
+    def _invoke(self, batch: npt.NDArray[np.float32], threads: int) -> npt.NDArray[np.float32]:
         count = len(batch)
         outputs = []
         start = 0
@@ -87,26 +112,54 @@ class LiteRtModel(ManifestModel):
             # Largest bucket that fits: 13 faces run as 8 + 4 + 1, never padded.
             remaining = count - start
             bucket = max(b for b in self._buckets if b <= remaining)
-            interpreter = self._interpreter(bucket)
-            interpreter.set_tensor(
-                interpreter.get_input_details()[0]["index"],
-                batch[start : start + bucket],
-            )
+            interpreter, input_index, output_index = self._interpreter(threads, bucket)
+            interpreter.set_tensor(input_index, batch[start : start + bucket])
             interpreter.invoke()
-            result = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-            outputs.append(np.array(result, dtype=np.float32))
+            outputs.append(interpreter.get_tensor(output_index).copy())
             start += bucket
-        return np.concatenate(outputs)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _probe(self, threads: int) -> None:
+        """Time ``threads`` on a typical batch and tell the choice."""
+        spec = self._manifest.input
+        bucket = max(b for b in self._buckets if b <= _PROBE_BUCKET)
+        batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
+        self._invoke(batch, threads)
+        times = []
+        for _ in range(_PROBE_RUNS):
+            started = time.perf_counter()
+            self._invoke(batch, threads)
+            times.append(time.perf_counter() - started)
+        self.thread_choice.seed(threads, statistics.median(times) / bucket)
+
+    def _chosen(self) -> None:
+        choice = self.thread_choice
+        _LOGGER.info(
+            "%s serves on %d interpreter thread(s); measured per face: %s",
+            self.ref,
+            choice.best,
+            ", ".join(f"{t} thread(s) {s * 1e3:.3f} ms" for t, s in sorted(choice.costs.items())),
+        )
 
     def warm_up_steps(self) -> Sequence[Callable[[], object]]:
-        """Create and run one bucket's interpreter per step (each blocks for milliseconds)."""
+        """Time each thread count, then create and run every interpreter once, a step each
+        (each blocks for milliseconds)."""
         spec = self._manifest.input
-        return tuple(
+        candidates = self.thread_choice.candidates
+        steps: list[Callable[[], object]] = []
+        if len(candidates) > 1:
+            steps += [functools.partial(self._probe, t) for t in candidates]
+            steps.append(self._chosen)
+        steps += [
             functools.partial(
-                self._run, np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
+                self._invoke,
+                np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32),
+                threads,
             )
+            for threads in candidates
             for bucket in self._buckets
-        )
+        ]
+        return tuple(steps)
 
     def close(self) -> None:
         """Stop the worker thread after running batches finish; free the interpreters."""

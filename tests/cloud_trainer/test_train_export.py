@@ -109,3 +109,12 @@ def test_accuracy_gate_refuses_unless_forced(trained):
         force=True,
     )
     assert forced.manifest is not None
+
+
+def test_auto_serves_the_gated_full_int8_file_and_float32_where_there_is_none(
+    trained, registry: Path
+):
+    trained_manifest = read_manifest(trained["root"] / "emotion" / "2.0.0" / MANIFEST_NAME)
+    assert trained_manifest.file("auto").variant == "int8-full"
+    pretrained = read_manifest(registry / "emotion" / "1.0.0" / MANIFEST_NAME)
+    assert pretrained.file("auto").variant == "float32"

@@ -1,0 +1,103 @@
+"""The interpreter's thread count, chosen by measurement on the machine as it is.
+
+Edge nodes are shared. An interpreter with two threads is faster on an idle 2-core node and
+several times slower when another process keeps one core busy (its threads wait for each
+other); a larger model can be faster on one thread even when idle. So no count is right by
+default: each candidate is timed at warm-up, the fastest serves, and while serving the others
+are tried now and then on a few real batches (stopping at the first that is clearly slower),
+so that a neighbour starting or stopping moves the choice within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+_ALPHA = 0.3  # weight of a new batch in a candidate's running cost
+_CLEARLY_SLOWER = 1.5  # an explored batch this much dearer per face ends the exploration
+
+
+class ThreadChoice:
+    """Which of ``candidates`` to run the next batch with, from per-face costs seen so far.
+
+    Args:
+        candidates: Thread counts to choose from (one: fixed, nothing is explored).
+        explore_every_s: How often a candidate other than the best is tried while serving.
+        explore_batches: Most batches a try runs.
+        clock: Monotonic clock (injected by tests).
+    """
+
+    def __init__(
+        self,
+        candidates: tuple[int, ...],
+        *,
+        explore_every_s: float = 10.0,
+        explore_batches: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not candidates:
+            raise ValueError("no thread counts to choose from")
+        self.candidates = candidates
+        self._costs: dict[int, float] = {}
+        self._floor: dict[int, float] = {}  # the lowest cost each candidate has shown
+        self._best = candidates[0]
+        self._every_s = explore_every_s
+        self._batches = explore_batches
+        self._clock = clock
+        self._explored_at = clock()
+        self._exploring: int | None = None
+        self._left = 0
+        self._next = 0
+
+    @property
+    def best(self) -> int:
+        """The thread count with the lowest cost per face so far."""
+        return self._best
+
+    @property
+    def costs(self) -> dict[int, float]:
+        """Seconds per face of each candidate measured so far."""
+        return dict(self._costs)
+
+    def seed(self, threads: int, per_face_s: float) -> None:
+        """A warm-up measurement: replaces what was known of ``threads``."""
+        self._costs[threads] = self._floor[threads] = per_face_s
+        self._best = min(self._costs, key=self._costs.__getitem__)
+
+    def threads(self) -> int:
+        """The thread count for the next batch (the best, or one being tried)."""
+        if self._exploring is not None:
+            return self._exploring
+        if len(self.candidates) > 1 and self._due():
+            others = [c for c in self.candidates if c != self._best]
+            self._exploring = others[self._next % len(others)]
+            self._next += 1
+            self._left = self._batches
+            return self._exploring
+        return self._best
+
+    def _due(self) -> bool:
+        since = self._clock() - self._explored_at
+        if since >= self._every_s:
+            return True
+        # The best got much dearer than it was (a neighbour started): look again soon.
+        best = self._best
+        return since >= 1.0 and self._costs.get(best, 0.0) > _CLEARLY_SLOWER * self._floor.get(
+            best, float("inf")
+        )
+
+    def record(self, threads: int, faces: int, seconds: float) -> None:
+        """A batch of ``faces`` ran on ``threads`` threads in ``seconds``."""
+        if faces <= 0:
+            return
+        cost = seconds / faces
+        known = self._costs.get(threads)
+        self._costs[threads] = cost if known is None else known + _ALPHA * (cost - known)
+        self._floor[threads] = min(self._floor.get(threads, cost), cost)
+        if self._exploring == threads:
+            self._left -= 1
+            incumbent = self._costs.get(self._best, cost)
+            if self._left <= 0 or cost >= _CLEARLY_SLOWER * incumbent:
+                self._exploring = None
+                self._explored_at = self._clock()
+        self._best = min(self._costs, key=self._costs.__getitem__)
