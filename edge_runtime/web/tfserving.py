@@ -31,6 +31,7 @@ from edge_runtime.web.common import (
     json_response,
     model_headers,
 )
+from edge_runtime.web.dense_json import DenseInstances
 from edge_runtime.web.tensors import (
     Json,
     TensorError,
@@ -111,6 +112,7 @@ class TfServingDoor:
         self._names = pairs(settings.tfserving_models)
         self._versions = {int(n): v for n, v in pairs(settings.tfserving_versions).items()}
         self._labels = {label: int(n) for label, n in pairs(settings.tfserving_labels).items()}
+        self._dense = DenseInstances()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer any request under /v1 (TF Serving's path regex is ``(?i)/v1/.*``)."""
@@ -249,6 +251,11 @@ class TfServingDoor:
         )
 
     async def _predict(self, spec: _Spec, body: bytes) -> web.Response:
+        faces = self._dense_faces(spec, body)
+        if faces is not None:
+            outcome = await answered(self._service, faces)
+            rows = [list(result.probabilities) for result in outcome.results]
+            return json_response({"predictions": rows}, headers=model_headers(outcome.model))
         document = _parse(body)
         signature = document.get("signature_name", SIGNATURE)
         if not isinstance(signature, str):
@@ -270,6 +277,28 @@ class TfServingDoor:
         return json_response(
             {"outputs" if columnar else "predictions": rows}, headers=model_headers(outcome.model)
         )
+
+    def _dense_faces(self, spec: _Spec, body: bytes) -> tuple[FacePixels, ...] | None:
+        """The faces of a plain dense ``instances`` request (the reference app's), or None
+        for the general path, which answers everything else as TF Serving does."""
+        read = self._dense.read(body)
+        if read is None:
+            return None
+        batch, signature = read
+        self._resolve(spec)
+        if (signature or SIGNATURE) != SIGNATURE:
+            raise _bad(
+                f'Serving signature name: "{signature}" not found in signature def',
+                "unknown_signature",
+            )
+        try:
+            pixels = scale_floats(batch, self._settings.float_range)
+        except TensorError:
+            return None  # the general path names the element, as TF Serving does
+        try:
+            return faces_of(pixels, self._limits)
+        except TensorError as exc:
+            raise _bad(str(exc), exc.reason) from None
 
     def _faces(self, document: dict[str, Json]) -> tuple[FacePixels, ...]:
         try:
