@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from bench import ceiling
 from bench.load import Load, LoadResult
 from bench.processes import broker, broker_process, process, runtime
 from edgeinfer.twins import MODEL_SHA256, MODEL_TWINS, MODEL_URI, MODEL_VERSION
@@ -100,33 +101,80 @@ def open_at(port: int, rate: float, seconds: float) -> LoadResult:
 
 @dataclass(frozen=True, slots=True)
 class HeadToHead:
-    """Alternating maximum-load rounds of the naive peer and the runtime."""
+    """Interleaved maximum-load rounds of the naive peer and the runtime, with the machine's
+    own speed (the interpreter alone) measured between them."""
 
     naive: list[LoadResult]
     runtime: list[LoadResult]
+    runtime_cpu_ms_per_face: list[float]  # the runtime process, per face answered, per round
+    interpreter_ms_per_face: list[float]  # float32, 1 thread, best of batch 1 and 8, per round
 
     @staticmethod
     def median(rows: list[LoadResult]) -> LoadResult:
         """The round with the median throughput."""
         return sorted(rows, key=lambda r: r.faces_per_s)[len(rows) // 2]
 
+    @property
+    def ratios(self) -> list[float]:
+        """Runtime over naive peer, round by round (each pair met the same weather)."""
+        return [
+            r.faces_per_s / n.faces_per_s for r, n in zip(self.runtime, self.naive, strict=True)
+        ]
+
+    @property
+    def vs_naive(self) -> float:
+        """The median of the per-round ratios."""
+        return float(np.median(self.ratios))
+
+    @property
+    def cpu_vs_interpreter(self) -> float:
+        """The runtime's CPU per face over the interpreter's own, medians of the rounds."""
+        return float(
+            np.median(self.runtime_cpu_ms_per_face) / np.median(self.interpreter_ms_per_face)
+        )
+
+    @staticmethod
+    def spread(values: list[float]) -> float:
+        """(max - min) / median: how much a figure moved between rounds."""
+        middle = float(np.median(values))
+        return (max(values) - min(values)) / middle if middle else 0.0
+
+
+def interpreter_ms_per_face(model: Path, seconds: float) -> float:
+    """The interpreter alone (float32, 1 thread), the better of batch 1 and 8: the machine's
+    speed right now."""
+    best = max(
+        (ceiling.measure(model, "float32", 1, batch, seconds) for batch in (1, 8)),
+        key=lambda r: r.faces_per_s,
+    )
+    return 1000 / best.faces_per_s
+
 
 def head_to_head(
     repo: Path, registry: Path, model: Path, seconds: float, rounds: int
 ) -> HeadToHead:
     """Parts 2-3's maximum: the naive peer (32 in flight) and the runtime (256 in flight) in
-    alternating closed-loop rounds, so that both meet the same machine weather."""
-    naive_rows, runtime_rows = [], []
+    interleaved closed-loop rounds, order alternating, the interpreter timed alone between."""
+    naive_rows, runtime_rows, cpu, probe = [], [], [], []
     with (
         broker(repo) as naive_port,
         naive_peer(repo, naive_port, model),
         broker(repo) as runtime_port,
-        runtime(repo, runtime_port, registry),
+        runtime(repo, runtime_port, registry) as served,
     ):
-        for _ in range(rounds):
-            naive_rows.append(closed(naive_port, 32, seconds))
-            runtime_rows.append(closed(runtime_port, 256, seconds))
-    return HeadToHead(naive_rows, runtime_rows)
+        server = psutil.Process(served.pid)
+        for index in range(rounds):
+            probe.append(interpreter_ms_per_face(model, min(0.5, seconds / 4)))
+            for which in ("naive", "runtime") if index % 2 == 0 else ("runtime", "naive"):
+                if which == "naive":
+                    naive_rows.append(closed(naive_port, 32, seconds))
+                    continue
+                before = _cpu_s(server)
+                row = closed(runtime_port, 256, seconds)
+                runtime_rows.append(row)
+                # warm-up and drain included: a slight over-count, never an under-count
+                cpu.append((_cpu_s(server) - before) / max(1, row.answered) * 1000)
+    return HeadToHead(naive_rows, runtime_rows, cpu, probe)
 
 
 def measure_runtime(
@@ -219,3 +267,46 @@ def measure_swap(repo: Path, registry: Path, rate: float, seconds: float) -> Swa
             float(np.percentile(during, 99) * 1000) if during else 0.0,
             2.0,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Contended:
+    """The runtime at one open-loop rate, alone and beside a busy-looping process."""
+
+    rate: float
+    settle_s: float  # the neighbour ran this long before a contended round was measured
+    alone: list[LoadResult]
+    contended: list[LoadResult]
+
+    @property
+    def p99_ratio(self) -> float:
+        """Median contended p99 over median p99 alone."""
+        alone = float(np.median([r.p99_ms for r in self.alone]))
+        return float(np.median([r.p99_ms for r in self.contended])) / alone if alone else 0.0
+
+
+@contextlib.contextmanager
+def busy_neighbour() -> Iterator[subprocess.Popen[bytes]]:
+    """Another process keeping one core busy, as a neighbouring pod might."""
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield neighbour
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+
+
+def measure_contended(
+    repo: Path, registry: Path, rate: float, seconds: float, rounds: int, settle_s: float = 1.0
+) -> Contended:
+    """Open loop at ``rate``: rounds alone and beside ``busy_neighbour``, alternating."""
+    alone, contended = [], []
+    with broker(repo) as port, runtime(repo, port, registry):
+        open_at(port, rate, 1.0)  # warm-up
+        for _ in range(rounds):
+            alone.append(open_at(port, rate, seconds))
+            with busy_neighbour():
+                time.sleep(settle_s)
+                contended.append(open_at(port, rate, seconds))
+            time.sleep(settle_s)
+    return Contended(rate, settle_s, alone, contended)

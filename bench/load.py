@@ -41,6 +41,7 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     p99_9_ms: float
+    server_p99_ms: float = 0.0  # the server's own timings.total_us (receipt to answer)
 
 
 def _faces(count: int) -> list[bytes]:
@@ -65,6 +66,7 @@ class Load:
         self._lock = threading.Lock()
         self._sent: dict[str, tuple[float, str]] = {}
         self.histogram = HdrHistogram(1, 60_000_000, 3)
+        self.server = HdrHistogram(1, 60_000_000, 3)  # the server's own receipt-to-answer
         self.samples: list[tuple[float, float]] = []  # (send time, latency s), for windows
         self.answered = self.errors = 0
         self._closed = False
@@ -109,6 +111,8 @@ class Load:
         if sent is None:
             return
         self.histogram.record_value(max(1, int((now - sent[0]) * 1e6)))
+        if response.timings.total_us:
+            self.server.record_value(max(1, response.timings.total_us))
         self.samples.append((sent[0], now - sent[0]))
         self.answered += 1
         self.errors += response.status != pb.STATUS_OK
@@ -130,10 +134,12 @@ class Load:
             h.get_value_at_percentile(90) / 1000,
             h.get_value_at_percentile(99) / 1000,
             h.get_value_at_percentile(99.9) / 1000,
+            self.server.get_value_at_percentile(99) / 1000,
         )
 
     def _reset(self) -> None:
         self.histogram.reset()
+        self.server.reset()
         self.samples.clear()
         self.answered = self.errors = 0
 

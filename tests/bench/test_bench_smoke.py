@@ -45,7 +45,15 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
         assert (tmp_path / plot).read_bytes().startswith(b"\x89PNG")
     rounds = result["head_to_head"]
     assert len(rounds["naive"]) == len(rounds["runtime"]) == 1
-    assert "Maximum head to head (1 alternating" in markdown
+    assert "Maximum head to head: 1 interleaved" in markdown
+    assert rounds["runtime_cpu_ms_per_face"][0] > 0
+    assert rounds["interpreter_ms_per_face"][0] > 0
+    contended = result["contended"]
+    assert len(contended["alone"]) == len(contended["contended"]) == 1
+    assert all(r["lost"] == 0 for r in contended["alone"] + contended["contended"])
+    assert "**8. Beside a busy neighbour**" in markdown
+    for ratio in ("cpu_vs_interpreter", "tfserving_rps", "contended_p99_ratio"):
+        assert result["ratios"][ratio] > 0, ratio
     naive = result["naive_peer"]
     assert naive["answered"] > 0
     assert naive["errors"] == naive["lost"] == 0
