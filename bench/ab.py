@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import statistics
 import sys
 from pathlib import Path
 
 import psutil
 
-from bench.endtoend import _cpu_s, closed, naive_peer
+from bench.endtoend import CpuWindow, closed, naive_peer
 from bench.processes import broker, runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--registry", type=Path, default=REPO / "models")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--a-args", default="", help="edge-runtime flags for A only")
+    parser.add_argument("--b-args", default="", help="edge-runtime flags for B only")
     parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
     args = parser.parse_args(argv)
     model = args.registry / "emotion" / "1.0.0" / "model.tflite"
@@ -40,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, list[float]] = {"A": [], "B": [], "naive": []}
     with contextlib.ExitStack() as stack:
         servers = {}
-        for name, checkout in (("A", args.a), ("B", args.b)):
+        for name, checkout, own in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
             port = stack.enter_context(broker(REPO))
+            flags = [*args.runtime_args, *shlex.split(own)]
             served = stack.enter_context(
-                runtime(checkout.resolve(), port, args.registry.resolve(), *args.runtime_args)
+                runtime(checkout.resolve(), port, args.registry.resolve(), *flags)
             )
             servers[name] = (port, psutil.Process(served.pid), args.in_flight)
         port = stack.enter_context(broker(REPO))
@@ -51,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         servers["naive"] = (port, psutil.Process(served.pid), 32)
         for index in range(args.rounds):
             for name, (port, process, in_flight) in servers.items():
-                before = _cpu_s(process)
-                row = closed(port, in_flight, args.seconds)
-                spent = _cpu_s(process) - before
+                window = CpuWindow(process)
+                row = closed(port, in_flight, args.seconds, window)
                 rates[name].append(row.faces_per_s)
-                cpu[name].append(spent / max(1, row.answered) * 1000)
+                faces = max(1.0, row.faces_per_s * args.seconds)
+                cpu[name].append(window.spent()[0] / faces * 1000)
                 print(
                     f"round {index + 1} {name}: {row.faces_per_s:,.0f} faces/s, "
                     f"{cpu[name][-1]:.3f} CPU ms/face, p99 {row.p99_ms:.1f} ms",

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +81,31 @@ def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[
         yield started
 
 
-def closed(port: int, devices: int, seconds: float) -> LoadResult:
-    """One closed-loop run with ``devices`` requests in flight."""
+def closed(
+    port: int, devices: int, seconds: float, window: Callable[[], None] | None = None
+) -> LoadResult:
+    """One closed-loop run with ``devices`` requests in flight (``window``: see closed_loop)."""
     load = Load(port, devices)
     try:
-        return load.closed_loop(seconds)
+        return load.closed_loop(seconds, window=window)
     finally:
         load.close()
+
+
+class CpuWindow:
+    """CPU seconds ``processes`` spent between the two calls of a measured window."""
+
+    def __init__(self, *processes: psutil.Process) -> None:
+        self._processes = processes
+        self._marks: list[list[float]] = []
+
+    def __call__(self) -> None:
+        self._marks.append([_cpu_s(p) for p in self._processes])
+
+    def spent(self) -> list[float]:
+        """Seconds per process over the window."""
+        start, stop = self._marks[-2], self._marks[-1]
+        return [b - a for a, b in zip(start, stop, strict=True)]
 
 
 def open_at(port: int, rate: float, seconds: float) -> LoadResult:
@@ -169,11 +187,10 @@ def head_to_head(
                 if which == "naive":
                     naive_rows.append(closed(naive_port, 32, seconds))
                     continue
-                before = _cpu_s(server)
-                row = closed(runtime_port, 256, seconds)
+                window = CpuWindow(server)
+                row = closed(runtime_port, 256, seconds, window)
                 runtime_rows.append(row)
-                # warm-up and drain included: a slight over-count, never an under-count
-                cpu.append((_cpu_s(server) - before) / max(1, row.answered) * 1000)
+                cpu.append(window.spent()[0] / max(1.0, row.faces_per_s * seconds) * 1000)
     return HeadToHead(naive_rows, runtime_rows, cpu, probe)
 
 
@@ -190,13 +207,13 @@ def measure_runtime(
             psutil.Process(),
         )
         for devices in in_flight:
-            before = [_cpu_s(p) for p in (server, broker_proc, me)]
-            row = closed(port, devices, seconds)
-            spent = [_cpu_s(p) - b for p, b in zip((server, broker_proc, me), before, strict=True)]
+            window = CpuWindow(server, broker_proc, me)
+            row = closed(port, devices, seconds, window)
+            spent = window.spent()
             closed_rows.append(row)
             if row.faces_per_s == max(r.faces_per_s for r in closed_rows):
-                # CPU over warm-up + run, per face answered in the run (warm-up is short)
-                per_face_ms = [s / max(1, row.answered) * 1000 for s in spent]
+                faces = max(1.0, row.faces_per_s * seconds)
+                per_face_ms = [s / faces * 1000 for s in spent]
                 under_load = UnderLoad(server.memory_info().rss / 2**20, *per_face_ms)
         best = max(r.faces_per_s for r in closed_rows)
         open_rows = [open_at(port, best * share, seconds) for share in (0.25, 0.5, 0.75)]

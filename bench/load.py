@@ -7,10 +7,12 @@ open loop (no coordinated omission) and from the send in closed loop.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,19 +150,31 @@ class Load:
         while self._sent and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def closed_loop(self, seconds: float, warmup_s: float = 0.5) -> LoadResult:
-        """Every device keeps one request in flight; throughput and latency after warm-up."""
+    def closed_loop(
+        self, seconds: float, warmup_s: float = 0.5, window: Callable[[], None] | None = None
+    ) -> LoadResult:
+        """Every device keeps one request in flight; throughput and latency after warm-up.
+
+        ``window`` is called as the measured window opens and as it closes (to read CPU
+        counters over exactly the faces counted).
+        """
         self._closed = True
         for device in self._names:
             self.send(device)
         time.sleep(warmup_s)
         self._reset()
+        if window is not None:
+            window()
         start = next(self._counter)
         time.sleep(seconds)
+        answered = self.answered
+        if window is not None:
+            window()
         self._closed = False
         sent = next(self._counter) - start
         self._drain()
-        return self._result("closed", len(self._names), seconds, sent)
+        result = self._result("closed", len(self._names), seconds, sent)
+        return dataclasses.replace(result, faces_per_s=answered / seconds)
 
     def open_loop(
         self, rate: float, seconds: float, at: tuple[float, Any] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -25,7 +26,11 @@ def free_port() -> int:
 def process(command: list[str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` (output discarded); SIGTERM it on exit, kill it if it lingers."""
     started = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        # BENCH_LOGS=1 shows the servers' logs (the runtime's thread choice, the broker's).
+        stderr=None if os.environ.get("BENCH_LOGS") else subprocess.DEVNULL,
     )
     try:
         yield started

@@ -65,8 +65,11 @@ def _buckets(max_batch: int) -> tuple[int, ...]:
 
 
 class LiteRtModel(ManifestModel):
-    """A TFLite model: one interpreter per batch bucket and thread count, threads chosen by
-    measurement (``ThreadChoice``), run on the caller's thread or a dedicated worker."""
+    """A TFLite model: one interpreter per batch bucket and thread count.
+
+    The thread count is chosen by measurement (``ThreadChoice``); batches run on the caller's
+    thread or a dedicated worker.
+    """
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
         super().__init__(path, manifest, "litert")
@@ -82,8 +85,7 @@ class LiteRtModel(ManifestModel):
             raise ModelRejected(manifest.ref.version, f"TFLite cannot load it: {exc}") from exc
 
     def _interpreter(self, threads: int, bucket: int) -> tuple[Any, int, int]:
-        """The interpreter for ``bucket`` faces on ``threads`` threads, with its input and
-        output tensor indices."""
+        """The interpreter for ``bucket`` faces on ``threads`` threads, and its tensor indices."""
         entry = self._interpreters.get((threads, bucket))
         if entry is None:
             spec = self._manifest.input
@@ -98,10 +100,13 @@ class LiteRtModel(ManifestModel):
         return entry
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        threads = self.thread_choice.threads()
+        choice = self.thread_choice
+        best, threads = choice.best, choice.threads()
         started = time.perf_counter()
         result = self._invoke(batch, threads)
-        self.thread_choice.record(threads, len(batch), time.perf_counter() - started)
+        choice.record(threads, len(batch), time.perf_counter() - started)
+        if choice.best != best:
+            self._chosen()
         return result
 
     def _invoke(self, batch: npt.NDArray[np.float32], threads: int) -> npt.NDArray[np.float32]:
@@ -135,15 +140,18 @@ class LiteRtModel(ManifestModel):
     def _chosen(self) -> None:
         choice = self.thread_choice
         _LOGGER.info(
-            "%s serves on %d interpreter thread(s); measured per face: %s",
-            self.ref,
+            "%s %s serves on %d interpreter thread(s); measured per face: %s",
+            self.ref.name,
+            self.ref.version,
             choice.best,
             ", ".join(f"{t} thread(s) {s * 1e3:.3f} ms" for t, s in sorted(choice.costs.items())),
         )
 
     def warm_up_steps(self) -> Sequence[Callable[[], object]]:
-        """Time each thread count, then create and run every interpreter once, a step each
-        (each blocks for milliseconds)."""
+        """Time each thread count, then create and run every interpreter once.
+
+        One step each; each blocks for milliseconds.
+        """
         spec = self._manifest.input
         candidates = self.thread_choice.candidates
         steps: list[Callable[[], object]] = []

@@ -21,8 +21,10 @@ _KEYS = frozenset({"instances", "signature_name"})
 
 
 class DenseInstances:
-    """Reads ``{"instances": [dense numbers], "signature_name"?: str}`` bodies (one parser,
-    reused: call from one thread, and keep nothing it returns but the array)."""
+    """Reads ``{"instances": [dense numbers], "signature_name"?: str}`` bodies.
+
+    One parser, reused: call from one thread, and keep nothing it returns but the array.
+    """
 
     def __init__(self) -> None:
         self._parser = simdjson.Parser()
@@ -81,10 +83,7 @@ def _regular(value: Any, shape: list[int], level: int) -> bool:
     size = shape[level + 1]
     try:
         if level + 2 == len(shape):  # the arrays of numbers
-            for item in value:
-                if len(item) != size:
-                    return False
-            return True
+            return all(len(item) == size for item in value)
         for item in value:
             if len(item) != size or not _regular(item, shape, level + 1):
                 return False

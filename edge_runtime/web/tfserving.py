@@ -279,8 +279,10 @@ class TfServingDoor:
         )
 
     def _dense_faces(self, spec: _Spec, body: bytes) -> tuple[FacePixels, ...] | None:
-        """The faces of a plain dense ``instances`` request (the reference app's), or None
-        for the general path, which answers everything else as TF Serving does."""
+        """The faces of a plain dense ``instances`` request (the reference app's).
+
+        None sends the request to the general path, which answers it as TF Serving does.
+        """
         read = self._dense.read(body)
         if read is None:
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edge_runtime.backends.litert import thread_candidates
@@ -59,7 +61,7 @@ def test_a_clearly_slower_candidate_is_tried_on_one_batch_only() -> None:
     used = _serve(choice, clock, {1: 2.0e-3, 2: 0.25e-3}, 500)
     tries = [i for i, t in enumerate(used) if t == 1]
     assert 1 <= len(tries) <= 5  # about once a second for five seconds
-    assert all(b - a > 1 for a, b in zip(tries, tries[1:]))
+    assert all(b - a > 1 for a, b in itertools.pairwise(tries))
 
 
 def test_one_candidate_is_never_explored() -> None:
