@@ -184,7 +184,7 @@ class OipDoor:
         )
 
     def _decode(
-        self, document: dict[str, Json], binary: bytes
+        self, document: dict[str, Json], binary: memoryview
     ) -> tuple[tuple[FacePixels, ...], dict[str, bool]]:
         """The faces of the request, and which outputs to answer (name: binary or not)."""
         inputs = document.get("inputs")
@@ -214,25 +214,26 @@ class OipDoor:
         return faces, _wanted(document)
 
 
-def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Json], bytes]:
-    """The JSON part of a request and the binary tensor data after it."""
+def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Json], memoryview]:
+    """The JSON part of a request and the binary tensor data after it (a view, not a copy)."""
     if header_length is None:
         size = len(body)
     elif header_length.isdigit() and int(header_length) <= len(body):
         size = int(header_length)
     else:
         raise _bad(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(body)} bytes")
+    view = memoryview(body)
     try:
-        document = orjson.loads(body[:size])
+        document = orjson.loads(view[:size])
     except orjson.JSONDecodeError as exc:
         raise _bad(f"failed to parse the request JSON: {exc}", "bad_json") from None
     if not isinstance(document, dict):
         raise _bad("the request must be a JSON object", "bad_json")
-    return document, body[size:]
+    return document, view[size:]
 
 
 def _values(
-    tensor: dict[str, Json], dtype: np.dtype[np.generic], shape: list[int], binary: bytes
+    tensor: dict[str, Json], dtype: np.dtype[np.generic], shape: list[int], binary: memoryview
 ) -> npt.NDArray[np.uint8 | np.float32]:
     count = int(np.prod(shape))
     parameters = tensor.get("parameters")
