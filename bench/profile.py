@@ -3,7 +3,7 @@
 ``python -m bench.profile --label NAME`` starts mosquitto and the runtime, drives the runtime
 with the closed-loop load generator (256 in flight), samples the runtime with py-spy for the
 run and writes ``bench/results/profiles/NAME.md`` (per-function shares, self and inclusive) and
-``NAME.txt`` (py-spy's collapsed stacks). py-spy lives in its own environment
+``NAME.txt`` (py-spy's collapsed stacks, not committed). py-spy lives in its own environment
 (``.state/tools``, made on first use) so it is never one of the runtime's dependencies.
 """
 
@@ -110,13 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True, help="file name for this profile")
     parser.add_argument("--seconds", type=float, default=10.0, help="sampling time")
     parser.add_argument("--registry", type=Path, default=REPO / "models")
+    parser.add_argument(
+        "--checkout", type=Path, default=REPO, help="the checkout whose runtime to profile"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "profiles")
     parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
     args = parser.parse_args(argv)
     spy = py_spy()
     args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / f"{args.label}.txt"
-    with broker(REPO) as port, runtime(REPO, port, args.registry, *args.runtime_args) as served:
+    checkout, registry = args.checkout.resolve(), args.registry.resolve()
+    with broker(REPO) as port, runtime(checkout, port, registry, *args.runtime_args) as served:
         result: list[float] = []
         load = threading.Thread(
             target=lambda: result.append(closed(port, 256, args.seconds + 1.5).faces_per_s)
