@@ -148,26 +148,23 @@ class LiteRtModel(ManifestModel):
         )
 
     def warm_up_steps(self) -> Sequence[Callable[[], object]]:
-        """Time each thread count, then create and run every interpreter once.
+        """Time each thread count, then create and run the chosen count's interpreters.
 
-        One step each; each blocks for milliseconds.
+        One step each; each blocks for milliseconds. The other counts' interpreters are made
+        when a retry first needs them.
         """
-        spec = self._manifest.input
         candidates = self.thread_choice.candidates
         steps: list[Callable[[], object]] = []
         if len(candidates) > 1:
             steps += [functools.partial(self._probe, t) for t in candidates]
             steps.append(self._chosen)
-        steps += [
-            functools.partial(
-                self._invoke,
-                np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32),
-                threads,
-            )
-            for threads in candidates
-            for bucket in self._buckets
-        ]
+        steps += [functools.partial(self._warm, bucket) for bucket in self._buckets]
         return tuple(steps)
+
+    def _warm(self, bucket: int) -> None:
+        spec = self._manifest.input
+        batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
+        self._invoke(batch, self.thread_choice.best)
 
     def close(self) -> None:
         """Stop the worker thread after running batches finish; free the interpreters."""

@@ -5,7 +5,8 @@ several times slower when another process keeps one core busy (its threads wait 
 other); a larger model can be faster on one thread even when idle. So no count is right by
 default: each candidate is timed at warm-up, the fastest serves, and while serving the others
 are tried now and then on a few real batches (stopping at the first that is clearly slower),
-so that a neighbour starting or stopping moves the choice within seconds.
+so that a neighbour starting or stopping moves the choice within seconds. Counts that cost
+about the same per face go to the larger.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from collections.abc import Callable
 
 _ALPHA = 0.3  # weight of a new batch in a candidate's running cost
 _CLEARLY_SLOWER = 1.5  # an explored batch this much dearer per face ends the exploration
+# More threads serve while they cost at most this much more per face than the cheapest: at full
+# load on an idle node two threads measured nearly the same per face as one but answered 20-45 %
+# more faces (bench.ab), and measurements this close are noise that would flip the choice.
+_SAME = 1.15
 
 
 class ThreadChoice:
@@ -62,7 +67,7 @@ class ThreadChoice:
     def seed(self, threads: int, per_face_s: float) -> None:
         """A warm-up measurement: replaces what was known of ``threads``."""
         self._costs[threads] = self._floor[threads] = per_face_s
-        self._best = min(self._costs, key=self._costs.__getitem__)
+        self._best = self._choose()
 
     def threads(self) -> int:
         """The thread count for the next batch (the best, or one being tried)."""
@@ -100,4 +105,8 @@ class ThreadChoice:
             if self._left <= 0 or cost >= _CLEARLY_SLOWER * incumbent:
                 self._exploring = None
                 self._explored_at = self._clock()
-        self._best = min(self._costs, key=self._costs.__getitem__)
+        self._best = self._choose()
+
+    def _choose(self) -> int:
+        cheapest = min(self._costs.values())
+        return max(t for t, cost in self._costs.items() if cost <= _SAME * cheapest)

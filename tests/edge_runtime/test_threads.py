@@ -78,3 +78,13 @@ def test_candidates_are_the_setting_or_every_count_up_to_the_cores(
     assert thread_candidates(0) == (1, 2)
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     assert thread_candidates(0) == (1, 2, 3, 4)
+
+
+def test_counts_that_cost_about_the_same_go_to_the_larger() -> None:
+    clock = Clock()
+    choice = ThreadChoice((1, 2), clock=clock)
+    choice.seed(1, 0.76e-3)
+    choice.seed(2, 0.80e-3)  # within noise of one thread: two answer more at full load
+    assert choice.best == 2
+    choice.seed(2, 1.2e-3)  # clearly dearer: a neighbour, or a model that does not split
+    assert choice.best == 1
