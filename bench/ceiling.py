@@ -18,6 +18,7 @@ class CeilingRow:
     threads: int
     batch: int
     faces_per_s: float
+    cpu_ms_per_face: float = 0.0  # every thread of the process, the interpreter's own included
 
 
 def measure(model: Path, variant: str, threads: int, batch: int, seconds: float) -> CeilingRow:
@@ -30,9 +31,12 @@ def measure(model: Path, variant: str, threads: int, batch: int, seconds: float)
     interpreter.set_tensor(index, data)
     interpreter.invoke()  # warm-up
     runs = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - start) < seconds:
         interpreter.set_tensor(index, data)
         interpreter.invoke()
         runs += 1
-    return CeilingRow(variant, threads, batch, runs * batch / elapsed)
+    spent = time.process_time() - cpu
+    return CeilingRow(
+        variant, threads, batch, runs * batch / elapsed, spent * 1000 / (runs * batch)
+    )

@@ -44,10 +44,11 @@ def classify(
     probabilities: npt.NDArray[np.float32], labels: tuple[str, ...]
 ) -> tuple[FaceResult, ...]:
     """The classification head: the most likely label of each row, with every probability."""
-    indices = np.argmax(probabilities, axis=1)
+    # Python floats once for the whole array: per-row numpy calls cost more than the rest.
+    rows = probabilities.tolist()
+    indices = probabilities.argmax(axis=1).tolist()
     return tuple(
-        FaceResult(labels[int(i)], int(i), float(row[i]), tuple(row.tolist()))
-        for i, row in zip(indices, probabilities, strict=True)
+        FaceResult(labels[i], i, row[i], tuple(row)) for i, row in zip(indices, rows, strict=True)
     )
 
 
