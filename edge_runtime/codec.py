@@ -5,9 +5,7 @@ Protobuf messages stop here: callers see ``edge_runtime.messages`` types only.
 
 from __future__ import annotations
 
-import contextlib
 import typing
-from collections.abc import Iterator
 
 import numpy as np
 from google.protobuf import json_format
@@ -37,20 +35,14 @@ _NORMALIZATION_TO_PB = {
 _NORMALIZATION_FROM_PB = {v: k for k, v in _NORMALIZATION_TO_PB.items()}
 
 
-@contextlib.contextmanager
-def _decode_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"cannot decode {what}: {exc}", "decode") from exc
-
-
 def _parse(payload: bytes, message: Message, wire: WireFormat, what: str) -> None:
-    with _decode_errors(what):
+    try:
         if wire is WireFormat.JSON:
             json_format.Parse(payload.decode("utf-8"), message)
         else:
             message.ParseFromString(payload)
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"cannot decode {what}: {exc}", "decode") from exc
 
 
 def _serialize(message: Message, wire: WireFormat) -> bytes:

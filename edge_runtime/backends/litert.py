@@ -24,8 +24,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 _MAX_AUTO_THREADS = 4
-_PROBE_BUCKET = 8
-_PROBE_RUNS = 15
+_PROBE_FACES = 48  # faces each thread count is timed on per bucket at warm-up
+_PROBE_MIN_RUNS = 3
 
 
 def thread_candidates(threads: int) -> tuple[int, ...]:
@@ -67,19 +67,21 @@ def _buckets(max_batch: int) -> tuple[int, ...]:
 class LiteRtModel(ManifestModel):
     """A TFLite model: one interpreter per batch bucket and thread count.
 
-    The thread count is chosen by measurement (``ThreadChoice``); batches run on the caller's
-    thread or a dedicated worker.
+    The thread count is chosen by measurement for each bucket (``ThreadChoice``): what one
+    face costs depends on the batch size, so only batches of one size are compared. Batches run
+    on the caller's thread or a dedicated worker.
     """
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
         super().__init__(path, manifest, "litert")
         self._content = path.read_bytes()
         self._buckets = _buckets(max_batch)
-        self.thread_choice = ThreadChoice(thread_candidates(threads))
+        candidates = thread_candidates(threads)
+        self.thread_choices = {bucket: ThreadChoice(candidates) for bucket in self._buckets}
         self._cls = interpreter_class()
         self._interpreters: dict[tuple[int, int], tuple[Any, int, int]] = {}
         try:
-            self._interpreter(self.thread_choice.best, 1)
+            self._interpreter(candidates[-1], 1)
         except (ValueError, RuntimeError) as exc:
             self._executor.shutdown(wait=False)
             raise ModelRejected(manifest.ref.version, f"TFLite cannot load it: {exc}") from exc
@@ -100,16 +102,6 @@ class LiteRtModel(ManifestModel):
         return entry
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        choice = self.thread_choice
-        best, threads = choice.best, choice.threads()
-        started = time.perf_counter()
-        result = self._invoke(batch, threads)
-        choice.record(threads, len(batch), time.perf_counter() - started)
-        if choice.best != best:
-            self._chosen()
-        return result
-
-    def _invoke(self, batch: npt.NDArray[np.float32], threads: int) -> npt.NDArray[np.float32]:
         count = len(batch)
         outputs = []
         start = 0
@@ -117,54 +109,61 @@ class LiteRtModel(ManifestModel):
             # Largest bucket that fits: 13 faces run as 8 + 4 + 1, never padded.
             remaining = count - start
             bucket = max(b for b in self._buckets if b <= remaining)
-            interpreter, input_index, output_index = self._interpreter(threads, bucket)
-            interpreter.set_tensor(input_index, batch[start : start + bucket])
-            interpreter.invoke()
-            outputs.append(interpreter.get_tensor(output_index).copy())
+            choice = self.thread_choices[bucket]
+            best, threads = choice.best, choice.threads()
+            started = time.perf_counter()
+            outputs.append(self._invoke(batch[start : start + bucket], threads, bucket))
+            choice.record(threads, bucket, time.perf_counter() - started)
+            if choice.best != best:
+                self._chosen(bucket)
             start += bucket
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
-    def _probe(self, threads: int) -> None:
-        """Time ``threads`` on a typical batch and tell the choice."""
-        spec = self._manifest.input
-        bucket = max(b for b in self._buckets if b <= _PROBE_BUCKET)
-        batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
-        self._invoke(batch, threads)
-        times = []
-        for _ in range(_PROBE_RUNS):
-            started = time.perf_counter()
-            self._invoke(batch, threads)
-            times.append(time.perf_counter() - started)
-        self.thread_choice.seed(threads, statistics.median(times) / bucket)
+    def _invoke(
+        self, batch: npt.NDArray[np.float32], threads: int, bucket: int
+    ) -> npt.NDArray[np.float32]:
+        interpreter, input_index, output_index = self._interpreter(threads, bucket)
+        interpreter.set_tensor(input_index, batch)
+        interpreter.invoke()
+        result: npt.NDArray[np.float32] = interpreter.get_tensor(output_index).copy()
+        return result
 
-    def _chosen(self) -> None:
-        choice = self.thread_choice
+    def _probe(self, bucket: int) -> None:
+        """Time every thread count on ``bucket`` faces and tell that bucket's choice."""
+        spec = self._manifest.input
+        batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
+        choice = self.thread_choices[bucket]
+        for threads in choice.candidates:
+            self._invoke(batch, threads, bucket)
+            times = []
+            for _ in range(max(_PROBE_MIN_RUNS, _PROBE_FACES // bucket)):
+                started = time.perf_counter()
+                self._invoke(batch, threads, bucket)
+                times.append(time.perf_counter() - started)
+            choice.seed(threads, statistics.median(times) / bucket)
+
+    def _chosen(self, bucket: int) -> None:
+        choice = self.thread_choices[bucket]
         _LOGGER.info(
-            "%s %s serves on %d interpreter thread(s); measured per face: %s",
+            "%s %s: batches of %d on %d interpreter thread(s); measured per face: %s",
             self.ref.name,
             self.ref.version,
+            bucket,
             choice.best,
             ", ".join(f"{t} thread(s) {s * 1e3:.3f} ms" for t, s in sorted(choice.costs.items())),
         )
 
     def warm_up_steps(self) -> Sequence[Callable[[], object]]:
-        """Time each thread count, then create and run the chosen count's interpreters.
+        """Per bucket, create its interpreters and time each thread count on them.
 
-        One step each; each blocks for milliseconds. The other counts' interpreters are made
-        when a retry first needs them.
+        One step a bucket; each blocks for milliseconds.
         """
-        candidates = self.thread_choice.candidates
         steps: list[Callable[[], object]] = []
-        if len(candidates) > 1:
-            steps += [functools.partial(self._probe, t) for t in candidates]
-            steps.append(self._chosen)
-        steps += [functools.partial(self._warm, bucket) for bucket in self._buckets]
+        for bucket in self._buckets:
+            steps.append(functools.partial(self._probe, bucket))
+            if len(self.thread_choices[bucket].candidates) > 1:
+                steps.append(functools.partial(self._chosen, bucket))
         return tuple(steps)
-
-    def _warm(self, bucket: int) -> None:
-        spec = self._manifest.input
-        batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
-        self._invoke(batch, self.thread_choice.best)
 
     def close(self) -> None:
         """Stop the worker thread after running batches finish; free the interpreters."""

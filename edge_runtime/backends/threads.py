@@ -6,7 +6,8 @@ other); a larger model can be faster on one thread even when idle. So no count i
 default: each candidate is timed at warm-up, the fastest serves, and while serving the others
 are tried now and then on a few real batches (stopping at the first that is clearly slower),
 so that a neighbour starting or stopping moves the choice within seconds. Counts that cost
-about the same per face go to the larger.
+about the same per face go to the larger at warm-up; while serving, the count moves only to
+one that is cheaper by more than that margin, so noise does not flip it back and forth.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class ThreadChoice:
     def seed(self, threads: int, per_face_s: float) -> None:
         """A warm-up measurement: replaces what was known of ``threads``."""
         self._costs[threads] = self._floor[threads] = per_face_s
-        self._best = self._choose()
+        self._best = self._preferred()
 
     def threads(self) -> int:
         """The thread count for the next batch (the best, or one being tried)."""
@@ -105,8 +106,11 @@ class ThreadChoice:
             if self._left <= 0 or cost >= _CLEARLY_SLOWER * incumbent:
                 self._exploring = None
                 self._explored_at = self._clock()
-        self._best = self._choose()
+        preferred = self._preferred()
+        # Hysteresis: the serving count moves only for one that is cheaper by more than noise.
+        if self._costs.get(self._best, float("inf")) > _SAME * self._costs[preferred]:
+            self._best = preferred
 
-    def _choose(self) -> int:
+    def _preferred(self) -> int:
         cheapest = min(self._costs.values())
         return max(t for t, cost in self._costs.items() if cost <= _SAME * cheapest)

@@ -88,3 +88,20 @@ def test_counts_that_cost_about_the_same_go_to_the_larger() -> None:
     assert choice.best == 2
     choice.seed(2, 1.2e-3)  # clearly dearer: a neighbour, or a model that does not split
     assert choice.best == 1
+
+
+def test_noise_around_the_margin_does_not_flip_the_choice() -> None:
+    clock = Clock()
+    choice = ThreadChoice((1, 2), clock=clock)
+    choice.seed(1, 0.80e-3)
+    choice.seed(2, 0.85e-3)
+    assert choice.best == 2
+    costs = [0.80e-3, 0.95e-3, 0.85e-3, 0.90e-3] * 50  # within the margin, up and down
+    used = []
+    for cost in costs:
+        threads = choice.threads()
+        used.append(threads)
+        choice.record(threads, 2, 2 * cost)
+        clock.now += 0.05
+    changes = sum(1 for a, b in itertools.pairwise(used) if a != b)
+    assert changes <= 4, used
