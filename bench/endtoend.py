@@ -126,6 +126,7 @@ class HeadToHead:
     runtime: list[LoadResult]
     runtime_cpu_ms_per_face: list[float]  # the runtime process, per face answered, per round
     interpreter_ms_per_face: list[float]  # float32, 1 thread, best of batch 1 and 8, per round
+    stolen: list[float]  # share of the machine's CPU time the hypervisor took, per round
 
     @staticmethod
     def median(rows: list[LoadResult]) -> LoadResult:
@@ -173,7 +174,7 @@ def head_to_head(
 ) -> HeadToHead:
     """Parts 2-3's maximum: the naive peer (32 in flight) and the runtime (256 in flight) in
     interleaved closed-loop rounds, order alternating, the interpreter timed alone between."""
-    naive_rows, runtime_rows, cpu, probe = [], [], [], []
+    naive_rows, runtime_rows, cpu, probe, stolen = [], [], [], [], []
     with (
         broker(repo) as naive_port,
         naive_peer(repo, naive_port, model),
@@ -183,6 +184,7 @@ def head_to_head(
         server = psutil.Process(served.pid)
         for index in range(rounds):
             probe.append(interpreter_ms_per_face(model, min(0.5, seconds / 4)))
+            steal = Steal()
             for which in ("naive", "runtime") if index % 2 == 0 else ("runtime", "naive"):
                 if which == "naive":
                     naive_rows.append(closed(naive_port, 32, seconds))
@@ -191,7 +193,26 @@ def head_to_head(
                 row = closed(runtime_port, 256, seconds, window)
                 runtime_rows.append(row)
                 cpu.append(window.spent()[0] / max(1.0, row.faces_per_s * seconds) * 1000)
-    return HeadToHead(naive_rows, runtime_rows, cpu, probe)
+            stolen.append(steal.share())
+    return HeadToHead(naive_rows, runtime_rows, cpu, probe, stolen)
+
+
+class Steal:
+    """The share of the machine's CPU time its hypervisor gave to others since creation (a
+    virtual machine's neighbours: what makes rounds minutes apart disagree)."""
+
+    def __init__(self) -> None:
+        self._start = (time.monotonic(), _stolen_s())
+
+    def share(self) -> float:
+        """Stolen CPU seconds over wall seconds times cores."""
+        wall = time.monotonic() - self._start[0]
+        cores = psutil.cpu_count() or 1
+        return (_stolen_s() - self._start[1]) / (wall * cores) if wall > 0 else 0.0
+
+
+def _stolen_s() -> float:
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def measure_runtime(
