@@ -1,7 +1,8 @@
 """Where the runtime's CPU goes at maximum load: py-spy samples, per-function shares.
 
 ``python -m bench.profile --label NAME`` starts mosquitto and the runtime, drives the runtime
-with the closed-loop load generator (256 in flight), samples the runtime with py-spy for the
+with the closed-loop load generator (MQTT, 256 in flight; or ``--door oip|tfserving``, 32
+HTTP requests in flight), samples the runtime with py-spy for the
 run and writes ``bench/results/profiles/NAME.md`` (per-function shares, self and inclusive) and
 ``NAME.txt`` (py-spy's collapsed stacks, not committed). py-spy lives in its own environment
 (``.state/tools``, made on first use) so it is never one of the runtime's dependencies.
@@ -17,8 +18,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import psutil
+
 from bench.endtoend import closed
-from bench.processes import broker, runtime
+from bench.frontdoors import MODEL_NAME, http_row, oip_body
+from bench.processes import broker, free_port, runtime
+from device_sim.app import APP_PATH, app_body
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / ".state" / "tools"
@@ -73,13 +79,15 @@ def _short(frame: str) -> str:
     return f"{name} ({module})" if module else name
 
 
-def markdown(label: str, samples: int, rows: list[Share], faces_per_s: float) -> str:
+def markdown(
+    label: str, samples: int, rows: list[Share], faces_per_s: float, load: str = "MQTT, 256"
+) -> str:
     """The shares as two tables: by self time and by inclusive time."""
     lines = [
         f"# Runtime profile: {label}",
         "",
         f"py-spy, {samples:,} samples of the runtime (idle threads excluded) at maximum "
-        f"closed-loop load (256 in flight); {faces_per_s:,.0f} faces/s during the run.",
+        f"closed-loop load ({load} in flight); {faces_per_s:,.0f} faces/s during the run.",
         "",
         "## Self time (the function itself)",
         "",
@@ -113,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkout", type=Path, default=REPO, help="the checkout whose runtime to profile"
     )
+    parser.add_argument(
+        "--door",
+        choices=("mqtt", "oip", "tfserving"),
+        default="mqtt",
+        help="the front door to load: MQTT (256 in flight), or HTTP (32 in flight): the Open "
+        "Inference Protocol request or the reference app's TF Serving request",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "profiles")
     parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
     args = parser.parse_args(argv)
@@ -120,11 +135,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / f"{args.label}.txt"
     checkout, registry = args.checkout.resolve(), args.registry.resolve()
-    with broker(REPO) as port, runtime(checkout, port, registry, *args.runtime_args) as served:
+    http_port = free_port()
+    flags = [*args.runtime_args, "--http-port", str(http_port)]
+    with broker(REPO) as port, runtime(checkout, port, registry, *flags) as served:
         result: list[float] = []
-        load = threading.Thread(
-            target=lambda: result.append(closed(port, 256, args.seconds + 1.5).faces_per_s)
-        )
+        seconds = args.seconds + 1.5
+
+        def drive() -> None:
+            if args.door == "mqtt":
+                result.append(closed(port, 256, seconds).faces_per_s)
+                return
+            oip = args.door == "oip"
+            path = f"/v2/models/{MODEL_NAME}/infer" if oip else APP_PATH
+            body = oip_body() if oip else app_body(np.full((48, 48, 3), 128, np.uint8))
+            url = f"http://127.0.0.1:{http_port}{path}"
+            server = psutil.Process(served.pid)
+            result.append(
+                http_row("runtime", args.door, url, body, server, 32, seconds).faces_per_s
+            )
+
+        load = threading.Thread(target=drive)
         load.start()
         subprocess.run(
             [
@@ -137,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         load.join()
     samples, rows = shares(raw.read_text(encoding="utf-8"))
-    text = markdown(args.label, samples, rows, result[0] if result else 0.0)
+    load_text = "MQTT, 256" if args.door == "mqtt" else f"{args.door} over HTTP, 32"
+    text = markdown(args.label, samples, rows, result[0] if result else 0.0, load_text)
     (args.out / f"{args.label}.md").write_text(text, encoding="utf-8")
     print(text)
     return 0
