@@ -68,8 +68,9 @@ class LiteRtModel(ManifestModel):
     """A TFLite model: one interpreter per batch bucket and thread count.
 
     The thread count is chosen by measurement for each bucket (``ThreadChoice``): what one
-    face costs depends on the batch size, so only batches of one size are compared. Batches run
-    on the caller's thread or a dedicated worker.
+    face costs depends on the batch size, so only batches of one size are compared. Only the
+    chosen count's interpreters are kept (the others, 22 MB of RSS here, are made again when
+    tried). Batches run on the caller's thread or a dedicated worker.
     """
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
@@ -116,6 +117,8 @@ class LiteRtModel(ManifestModel):
             choice.record(threads, bucket, time.perf_counter() - started)
             if choice.best != best:
                 self._chosen(bucket)
+            if threads != choice.best and choice.exploring is None:
+                self._drop(threads, bucket)  # tried and not kept
             start += bucket
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
@@ -141,6 +144,13 @@ class LiteRtModel(ManifestModel):
                 self._invoke(batch, threads, bucket)
                 times.append(time.perf_counter() - started)
             choice.seed(threads, statistics.median(times) / bucket)
+        for threads in choice.candidates:
+            if threads != choice.best:
+                self._drop(threads, bucket)
+
+    def _drop(self, threads: int, bucket: int) -> None:
+        """Free an interpreter not serving (about 4 MB each here; made again when tried)."""
+        self._interpreters.pop((threads, bucket), None)
 
     def _chosen(self, bucket: int) -> None:
         choice = self.thread_choices[bucket]

@@ -37,7 +37,7 @@ class ThreadChoice:
         self,
         candidates: tuple[int, ...],
         *,
-        explore_every_s: float = 10.0,
+        explore_every_s: float = 30.0,
         explore_batches: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -59,6 +59,11 @@ class ThreadChoice:
     def best(self) -> int:
         """The thread count with the lowest cost per face so far."""
         return self._best
+
+    @property
+    def exploring(self) -> int | None:
+        """The count being tried now, if any."""
+        return self._exploring
 
     @property
     def costs(self) -> dict[int, float]:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from edge_runtime.backends.litert import thread_candidates
+from edge_runtime.backends import open_model_files
+from edge_runtime.backends.litert import LiteRtModel, thread_candidates
 from edge_runtime.backends.threads import ThreadChoice
+from edge_runtime.manifest import read_manifest
+from edge_runtime.settings import BackendKind
 
 
 class Clock:
@@ -48,7 +53,7 @@ def test_a_busy_neighbour_moves_the_choice_within_seconds() -> None:
     assert used[-1] == 1
     assert used.index(1) < 200, "the choice moved in under two seconds of batches"
     # And back when the neighbour stops (the periodic retry).
-    clock.now += 10
+    clock.now += 30
     used = _serve(choice, clock, {1: 0.40e-3, 2: 0.25e-3}, 50)
     assert used[-1] == 2
 
@@ -105,3 +110,26 @@ def test_noise_around_the_margin_does_not_flip_the_choice() -> None:
         clock.now += 0.05
     changes = sum(1 for a, b in itertools.pairwise(used) if a != b)
     assert changes <= 4, used
+
+
+def test_the_model_keeps_only_the_serving_counts_interpreters(registry: Path) -> None:
+    manifest = read_manifest(registry / "emotion" / "1.0.0" / "manifest.json")
+    model = open_model_files(manifest, "float32", BackendKind.LITERT, threads=0, max_batch=4)
+    try:
+        assert isinstance(model, LiteRtModel)
+        model.warm_up()
+        kept = set(model._interpreters)
+        assert kept == {(model.thread_choices[b].best, b) for b in (1, 2, 4)}
+        choice = model.thread_choices[1]
+        if len(choice.candidates) < 2:
+            pytest.skip("one core: nothing to choose")
+        choice._explored_at = -1e9  # a retry is due
+        faces = np.zeros((1, 64, 64, 1), np.float32)
+        for _ in range(8):  # the retry's batches, then serving again
+            model.predict_now(faces)
+        assert choice.exploring is None
+        assert set(model._interpreters) == {(model.thread_choices[b].best, b) for b in (1, 2, 4)}, (
+            "the count tried and not kept was freed"
+        )
+    finally:
+        model.close()
