@@ -10,16 +10,15 @@ loop turn in one ``send``), behind anything paho already queued, so the order on
 order of the calls. paho still connects, subscribes, pings, publishes the runtime's status and
 closes; its own queued packets leave joined in one write (``loop_write``).
 
-The private members used (``HOOKS``) are checked at import: if a paho release renames them,
-the transport falls back to paho's public behaviour (slower, and reading may overshoot the flow
-control limit by what one ``loop_read`` takes), and tests/edge_runtime/test_paho_contract.py
-fails so that the change is noticed. paho is pinned below 2.3.
+The private members used (``HOOK_METHODS``, ``HOOK_ATTRIBUTES``) are checked at import and
+when a client is made: a paho release that renames them fails there, naming what is missing,
+rather than half working, and tests/edge_runtime/test_paho_contract.py pins their shapes. paho
+is pinned below 2.3.
 """
 
 from __future__ import annotations
 
 import collections
-import logging
 import ssl
 from typing import Any
 
@@ -28,8 +27,6 @@ from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 from paho.mqtt.enums import MQTTErrorCode
 
 from edge_runtime import wire
-
-_LOGGER = logging.getLogger(__name__)
 
 # paho internals this module relies on: methods of Client, and the attribute holding the queue
 # of packets to write (a deque of dicts, see _joined).
@@ -47,7 +44,10 @@ _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 HOOKS = _hooks_present()
 if not HOOKS:  # pragma: no cover - only with an unexpected paho
-    _LOGGER.warning("paho-mqtt %s lacks %s: using its public paths", mqtt.__name__, HOOK_METHODS)
+    raise ImportError(
+        f"this paho-mqtt lacks one of {', '.join(HOOK_METHODS)}: edge_runtime needs "
+        "paho-mqtt>=2.1,<2.3"
+    )
 
 
 class PahoClient(mqtt.Client):
@@ -59,9 +59,9 @@ class PahoClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._buffer = b""
         self._offset = 0
-        self._fast_write = HOOKS and isinstance(
-            getattr(self, "_out_packet", None), collections.deque
-        )
+        missing = [name for name in HOOK_ATTRIBUTES if not hasattr(self, name)]
+        if missing or not isinstance(self._out_packet, collections.deque):  # pragma: no cover
+            raise RuntimeError(f"this paho-mqtt's client lacks {missing or '_out_packet deque'}")
 
     @property
     def buffered(self) -> int:
@@ -79,8 +79,6 @@ class PahoClient(mqtt.Client):
             ``MQTT_ERR_SUCCESS`` after a packet, ``MQTT_ERR_AGAIN`` when the socket had too
             little for one, anything else when the connection failed (paho has handled it).
         """
-        if not HOOKS:
-            return self.loop_read()
         if self._sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
         rc: MQTTErrorCode = self._packet_read()
@@ -98,7 +96,7 @@ class PahoClient(mqtt.Client):
             without waiting; True when paho must read (a packet split across its own reads,
             a closed or failed connection, bytes that are not MQTT): ``read_packet`` then.
         """
-        if not HOOKS or self._in_packet["command"] != 0:
+        if self._in_packet["command"] != 0:
             return True
         while True:
             try:
@@ -147,7 +145,7 @@ class PahoClient(mqtt.Client):
         sock = self._sock
         if sock is None:
             return
-        if not self._fast_write or self._out_packet:
+        if self._out_packet:
             self._packet_queue(PUBACK, data, 0, 1)  # written behind paho's, like a PUBACK
             return
         try:
@@ -162,13 +160,10 @@ class PahoClient(mqtt.Client):
 
     def loop_write(self) -> MQTTErrorCode:
         """Write queued packets, those that need no per-packet callback joined into one send."""
-        if self._fast_write:
-            _coalesce(self._out_packet)
+        _coalesce(self._out_packet)
         return super().loop_write()
 
     def _sock_recv(self, bufsize: int) -> bytes:
-        if not HOOKS:  # pragma: no cover - paho without the hook never calls this
-            return super()._sock_recv(bufsize)
         if self._offset >= len(self._buffer):
             self._buffer, self._offset = super()._sock_recv(self._READ_SIZE), 0
             if not self._buffer:
