@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.endtoend import CpuWindow, closed, naive_peer
+from bench.endtoend import CpuWindow, closed, naive_peer, open_at
 from bench.processes import broker, runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--in-flight", type=int, default=256)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop at this many requests/s instead of the maximum: compares latency "
+        "(p99 end to end and the runtime's own), A and B only",
+    )
     parser.add_argument("--registry", type=Path, default=REPO / "models")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     parser.add_argument("--a-args", default="", help="edge-runtime flags for A only")
@@ -50,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 runtime(checkout.resolve(), port, args.registry.resolve(), *flags)
             )
             servers[name] = (port, psutil.Process(served.pid), args.in_flight)
+        if args.rate:
+            return _latency(servers, args.rate, args.rounds, args.seconds, args.out)
         port = stack.enter_context(broker(REPO))
         served = stack.enter_context(naive_peer(REPO, port, model.resolve()))
         servers["naive"] = (port, psutil.Process(served.pid), 32)
@@ -81,6 +90,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _latency(
+    servers: dict[str, tuple[int, psutil.Process, int]],
+    rate: float,
+    rounds: int,
+    seconds: float,
+    out: Path | None,
+) -> int:
+    p99: dict[str, list[float]] = {name: [] for name in servers}
+    own: dict[str, list[float]] = {name: [] for name in servers}
+    for index in range(rounds):
+        for name, (port, _, _) in servers.items():
+            row = open_at(port, rate, seconds)
+            p99[name].append(row.p99_ms)
+            own[name].append(row.server_p99_ms)
+            print(
+                f"round {index + 1} {name}: p99 {row.p99_ms:.1f} ms, own p99 "
+                f"{row.server_p99_ms:.1f} ms, lost {row.lost}",
+                flush=True,
+            )
+    lines = [
+        f"| server | p99 ms per round at {rate:,.0f} req/s | median | the runtime's own p99 "
+        "ms per round | median |",
+        "|---|---|---:|---|---:|",
+    ]
+    for name in servers:
+        lines.append(
+            f"| {name} | {', '.join(f'{v:.1f}' for v in p99[name])} | "
+            f"{statistics.median(p99[name]):.1f} | {', '.join(f'{v:.1f}' for v in own[name])} "
+            f"| {statistics.median(own[name]):.1f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
     return 0
 
 
