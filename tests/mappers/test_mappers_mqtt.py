@@ -231,8 +231,19 @@ async def test_result_mapper_reports_what_the_camera_sees(broker, registry, uniq
         CameraConfig(name, broker.url, settings.runtime_id, settings.topic_root, fps=20.0),
         stats,
     )
+    poke = MqttTransport(
+        broker.url, client_id=f"poke-{unique}", clean_start=True, session_expiry_s=0
+    )
     with edgecore(broker, layout, unique, name) as service:
-        async with running_runtime(settings), serving(broker, unique, mapper.session):
+        async with running_runtime(settings), serving(broker, unique, mapper.session), poke:
+            # Answers are not retained: the camera starts once the mapper has subscribed (it
+            # started at once before, and the mapper missed the first answers about 1 run in 6).
+            await poke.wait_connected(10)
+            stranger = f"{settings.topic_root}/stranger-{unique}/result"
+            async with asyncio.timeout(10):
+                while mapper.metrics.refused_total("unknown_device") < 1:
+                    await poke.publish(stranger, b"")
+                    await asyncio.sleep(0.05)
             await camera.run(1.5)
 
             def counted() -> int:
