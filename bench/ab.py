@@ -14,11 +14,12 @@ import contextlib
 import shlex
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import psutil
 
-from bench.endtoend import CpuWindow, closed, naive_peer, open_at
+from bench.endtoend import CpuWindow, busy_neighbour, closed, naive_peer, open_at
 from bench.processes import broker, runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--registry", type=Path, default=REPO / "models")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument(
+        "--neighbour",
+        action="store_true",
+        help="with --rate: each round beside a process busy-looping on one core",
+    )
     parser.add_argument("--a-args", default="", help="edge-runtime flags for A only")
     parser.add_argument("--b-args", default="", help="edge-runtime flags for B only")
     parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             servers[name] = (port, psutil.Process(served.pid), args.in_flight)
         if args.rate:
-            return _latency(servers, args.rate, args.rounds, args.seconds, args.out)
+            return _latency(servers, args.rate, args.rounds, args.seconds, args.out, args.neighbour)
         port = stack.enter_context(broker(REPO))
         served = stack.enter_context(naive_peer(REPO, port, model.resolve()))
         servers["naive"] = (port, psutil.Process(served.pid), 32)
@@ -99,12 +105,16 @@ def _latency(
     rounds: int,
     seconds: float,
     out: Path | None,
+    neighbour: bool,
 ) -> int:
     p99: dict[str, list[float]] = {name: [] for name in servers}
     own: dict[str, list[float]] = {name: [] for name in servers}
     for index in range(rounds):
         for name, (port, _, _) in servers.items():
-            row = open_at(port, rate, seconds)
+            with busy_neighbour() if neighbour else contextlib.nullcontext():
+                if neighbour:
+                    time.sleep(1.0)  # as part 8: the runtime meets the neighbour first
+                row = open_at(port, rate, seconds)
             p99[name].append(row.p99_ms)
             own[name].append(row.server_p99_ms)
             print(

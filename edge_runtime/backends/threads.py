@@ -105,16 +105,22 @@ class ThreadChoice:
         known = self._costs.get(threads)
         self._costs[threads] = cost if known is None else known + _ALPHA * (cost - known)
         self._floor[threads] = min(self._floor.get(threads, cost), cost)
+        ended = False
         if self._exploring == threads:
             self._left -= 1
             incumbent = self._costs.get(self._best, cost)
             if self._left <= 0 or cost >= _CLEARLY_SLOWER * incumbent:
                 self._exploring = None
                 self._explored_at = self._clock()
+                ended = True
         preferred = self._preferred()
         # Hysteresis: the serving count moves only for one that is cheaper by more than noise.
         if self._costs.get(self._best, float("inf")) > _SAME * self._costs[preferred]:
             self._best = preferred
+        if ended:
+            # What the serving count costs now is the new normal: the next early retry waits
+            # for it to get dearer again, not for a neighbour that has already been weighed.
+            self._floor[self._best] = self._costs[self._best]
 
     def _preferred(self) -> int:
         cheapest = min(self._costs.values())

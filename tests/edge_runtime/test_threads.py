@@ -69,6 +69,17 @@ def test_a_clearly_slower_candidate_is_tried_on_one_batch_only() -> None:
     assert all(b - a > 1 for a, b in itertools.pairwise(tries))
 
 
+def test_a_neighbour_once_weighed_is_not_weighed_again_every_second() -> None:
+    clock = Clock()
+    choice = ThreadChoice((1, 2), clock=clock)
+    choice.seed(1, 0.40e-3)
+    choice.seed(2, 0.25e-3)
+    # A lasting neighbour: both dearer than at warm-up, two threads still the better.
+    used = _serve(choice, clock, {1: 0.9e-3, 2: 0.6e-3}, 2000)  # 20 s of batches
+    tries = sum(1 for a, b in itertools.pairwise(used) if (a, b) == (2, 1))
+    assert tries <= 2, "tried once when the costs rose, not once a second"
+
+
 def test_one_candidate_is_never_explored() -> None:
     clock = Clock()
     choice = ThreadChoice((3,), clock=clock)
