@@ -30,7 +30,14 @@ from edge_runtime import wire
 
 # paho internals this module relies on: methods of Client, and the attribute holding the queue
 # of packets to write (a deque of dicts, see _joined).
-HOOK_METHODS = ("_sock_recv", "_packet_read", "_loop_rc_handle", "_packet_queue", "_mid_generate")
+HOOK_METHODS = (
+    "_sock_recv",
+    "_packet_read",
+    "_loop_rc_handle",
+    "_packet_queue",
+    "_mid_generate",
+    "_call_socket_register_write",
+)
 HOOK_ATTRIBUTES = ("_out_packet", "_out_messages", "_in_packet", "_last_bytes_received")
 PACKET_KEYS = frozenset({"command", "mid", "qos", "pos", "to_process", "packet", "info"})
 
@@ -110,6 +117,9 @@ class PahoClient(mqtt.Client):
                 return True
             try:
                 data = sock.recv(self._READ_SIZE)
+            except ssl.SSLWantWriteError:
+                self._call_socket_register_write()  # TLS must write before it reads, as paho does
+                return False
             except _WOULD_BLOCK:
                 return False
             except OSError:
