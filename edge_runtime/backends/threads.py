@@ -45,7 +45,7 @@ class ThreadChoice:
             raise ValueError("no thread counts to choose from")
         self.candidates = candidates
         self._costs: dict[int, float] = {}
-        self._floor: dict[int, float] = {}  # the lowest cost each candidate has shown
+        self._floor: dict[int, float] = {}  # the lowest running cost each candidate has shown
         self._best = candidates[0]
         self._every_s = explore_every_s
         self._batches = explore_batches
@@ -104,7 +104,9 @@ class ThreadChoice:
         cost = seconds / faces
         known = self._costs.get(threads)
         self._costs[threads] = cost if known is None else known + _ALPHA * (cost - known)
-        self._floor[threads] = min(self._floor.get(threads, cost), cost)
+        # The floor follows the running cost, not single batches: one lucky batch beside a
+        # lasting neighbour would otherwise bring the early retry back within a second.
+        self._floor[threads] = min(self._floor.get(threads, cost), self._costs[threads])
         ended = False
         if self._exploring == threads:
             self._left -= 1

@@ -144,3 +144,19 @@ def test_the_model_keeps_only_the_serving_counts_interpreters(registry: Path) ->
         )
     finally:
         model.close()
+
+
+def test_noisy_costs_beside_a_lasting_neighbour_do_not_bring_retries_every_second() -> None:
+    clock = Clock()
+    choice = ThreadChoice((1, 2), clock=clock)
+    choice.seed(1, 0.40e-3)
+    choice.seed(2, 0.25e-3)
+    noisy = [0.35e-3, 0.9e-3, 0.5e-3, 0.8e-3]  # two threads beside a neighbour: up and down
+    tries = 0
+    for index in range(2000):  # 20 s of batches
+        threads = choice.threads()
+        cost = noisy[index % len(noisy)] if threads == 2 else 1.2e-3
+        choice.record(threads, 8, 8 * cost)
+        tries += threads == 1
+        clock.now += 0.01
+    assert tries <= 4 * 3, f"{tries} batches on the other count in 20 s"
