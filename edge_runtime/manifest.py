@@ -55,11 +55,9 @@ class Manifest:
         Raises:
             ModelRejected: if the manifest has no such variant.
         """
-        if variant == AUTO_VARIANT:
+        if variant == AUTO_VARIANT and self.files:
             by_variant = {entry.variant: entry for entry in self.files}
-            found = next((by_variant[v] for v in AUTO_ORDER if v in by_variant), None)
-            if found is not None or self.files:
-                return found or self.files[0]
+            return next((by_variant[v] for v in AUTO_ORDER if v in by_variant), self.files[0])
         for entry in self.files:
             if entry.variant == variant:
                 return entry

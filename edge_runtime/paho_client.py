@@ -5,7 +5,7 @@ four ``recv`` calls and builds a Python object per packet; at thousands of reque
 that was a large share of the runtime's CPU (bench/results/profiles/). Here one ``recv`` fills
 a buffer that ``next_packet`` cuts whole packets from: the transport reads PUBLISH and PUBACK
 itself (edge_runtime.wire) and hands every other packet to paho, which reads it from the same
-buffer (``handle_packet``). ``send_raw`` writes bytes the transport built (answers and acks of a
+buffer (``read_packet``). ``send_raw`` writes bytes the transport built (answers and acks of a
 loop turn in one ``send``), behind anything paho already queued, so the order on the wire is the
 order of the calls. paho still connects, subscribes, pings, publishes the runtime's status and
 closes; its own queued packets leave joined in one write (``loop_write``).
@@ -70,11 +70,6 @@ class PahoClient(mqtt.Client):
         if missing or not isinstance(self._out_packet, collections.deque):  # pragma: no cover
             raise RuntimeError(f"this paho-mqtt's client lacks {missing or '_out_packet deque'}")
 
-    @property
-    def buffered(self) -> int:
-        """Bytes read from the socket and not yet parsed."""
-        return len(self._buffer) - self._offset
-
     def discard_buffer(self) -> None:
         """Forget unparsed bytes (a new connection starts)."""
         self._buffer, self._offset = b"", 0
@@ -99,7 +94,7 @@ class PahoClient(mqtt.Client):
 
         Returns:
             ``(buffer, start, body, end)`` of a packet, not yet consumed (``consume`` takes
-            it, ``handle_packet`` gives it to paho); False when no whole packet can be had
+            it, ``read_packet`` gives it to paho); False when no whole packet can be had
             without waiting; True when paho must read (a packet split across its own reads,
             a closed or failed connection, bytes that are not MQTT): ``read_packet`` then.
         """
@@ -135,10 +130,6 @@ class PahoClient(mqtt.Client):
     def consume(self, end: int) -> None:
         """Mark the buffer read up to ``end`` (a packet the transport handled itself)."""
         self._offset = end
-
-    def handle_packet(self) -> MQTTErrorCode:
-        """Give the whole packet at the head of the buffer to paho."""
-        return self.read_packet()
 
     def fresh_mid(self, taken: dict[int, Any]) -> int:
         """A packet identifier in use neither by paho's publishes nor in ``taken``."""

@@ -430,7 +430,7 @@ class MqttTransport:
                         client.consume(end)
                         self._confirm(mid, reason)
                         continue
-                if client.handle_packet() != mqtt.MQTT_ERR_SUCCESS:
+                if client.read_packet() != mqtt.MQTT_ERR_SUCCESS:
                     break
         except Exception:
             _LOGGER.exception("error handling data from broker %s", self.endpoint)

@@ -132,12 +132,14 @@ class LiteRtModel(ManifestModel):
         return result
 
     def _probe(self, bucket: int) -> None:
-        """Time every thread count on ``bucket`` faces and tell that bucket's choice."""
+        """Make ``bucket``'s interpreters, time each thread count on them, tell the choice."""
         spec = self._manifest.input
         batch = np.zeros((bucket, spec.height, spec.width, spec.channels), np.float32)
         choice = self.thread_choices[bucket]
         for threads in choice.candidates:
             self._invoke(batch, threads, bucket)
+            if len(choice.candidates) == 1:
+                return  # a fixed count: made and run once, nothing to time
             times = []
             for _ in range(max(_PROBE_MIN_RUNS, _PROBE_FACES // bucket)):
                 started = time.perf_counter()

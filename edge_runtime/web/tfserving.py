@@ -251,27 +251,20 @@ class TfServingDoor:
         )
 
     async def _predict(self, spec: _Spec, body: bytes) -> web.Response:
-        faces = self._dense_faces(spec, body)
-        if faces is not None:
-            outcome = await answered(self._service, faces)
-            rows = [list(result.probabilities) for result in outcome.results]
-            return json_response({"predictions": rows}, headers=model_headers(outcome.model))
-        document = _parse(body)
-        signature = document.get("signature_name", SIGNATURE)
-        if not isinstance(signature, str):
-            raise _bad(
-                f"JSON Value: {debug_string(document)} not formatted correctly. "
-                "'signature_name' key must be a string value.",
-                "bad_json",
-            )
-        self._resolve(spec)
-        if (signature or SIGNATURE) != SIGNATURE:
-            raise _bad(
-                f'Serving signature name: "{signature}" not found in signature def',
-                "unknown_signature",
-            )
-        columnar = "instances" not in document
-        faces = self._faces(document)
+        faces, columnar = self._dense_faces(spec, body), False
+        if faces is None:
+            document = _parse(body)
+            signature = document.get("signature_name", SIGNATURE)
+            if not isinstance(signature, str):
+                raise _bad(
+                    f"JSON Value: {debug_string(document)} not formatted correctly. "
+                    "'signature_name' key must be a string value.",
+                    "bad_json",
+                )
+            self._resolve(spec)
+            _check_signature(signature)
+            columnar = "instances" not in document
+            faces = self._faces(document)
         outcome = await answered(self._service, faces)
         rows = [list(result.probabilities) for result in outcome.results]
         return json_response(
@@ -288,23 +281,24 @@ class TfServingDoor:
             return None
         batch, signature = read
         self._resolve(spec)
-        if (signature or SIGNATURE) != SIGNATURE:
-            raise _bad(
-                f'Serving signature name: "{signature}" not found in signature def',
-                "unknown_signature",
-            )
+        _check_signature(signature)
         try:
             pixels = scale_floats(batch, self._settings.float_range)
         except TensorError:
             return None  # the general path names the element, as TF Serving does
-        try:
-            return faces_of(pixels, self._limits)
-        except TensorError as exc:
-            raise _bad(str(exc), exc.reason) from None
+        return self._limited(pixels)
 
     def _faces(self, document: dict[str, Json]) -> tuple[FacePixels, ...]:
         try:
-            return faces_of(self._batch(document), self._limits)
+            batch = self._batch(document)
+        except TensorError as exc:
+            raise _bad(str(exc), exc.reason) from None
+        return self._limited(batch)
+
+    def _limited(self, batch: npt.NDArray[np.float32]) -> tuple[FacePixels, ...]:
+        """The faces of ``batch``, or TF Serving's 400 when they break the limits."""
+        try:
+            return faces_of(batch, self._limits)
         except TensorError as exc:
             raise _bad(str(exc), exc.reason) from None
 
@@ -382,6 +376,14 @@ class TfServingDoor:
         if is_b64(value):
             return decode_image(value).astype(np.float32)
         return scale_floats(dense(value), self._settings.float_range)
+
+
+def _check_signature(name: str) -> None:
+    """TF Serving's answer to a signature the model does not have (empty: the default)."""
+    if (name or SIGNATURE) != SIGNATURE:
+        raise _bad(
+            f'Serving signature name: "{name}" not found in signature def', "unknown_signature"
+        )
 
 
 def _parse(body: bytes) -> dict[str, Json]:
