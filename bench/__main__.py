@@ -134,7 +134,7 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
     lines += [
         "",
         "**2-3. End to end over MQTT** (QoS 1, one face per request; runtime: LiteRT float32, "
-        "threads chosen by measurement, batch ≤ 16; naive peer: paho, batch 1, 2 threads; its "
+        "2 threads (model.threads), batch ≤ 16; naive peer: paho, batch 1, 2 threads; its "
         "row is its median head-to-head round)",
         "",
         *_latency_rows([parts.naive]),

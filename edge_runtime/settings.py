@@ -129,10 +129,11 @@ class ModelSettings:
         "int8-dynamic, int8-full.",
     )
     threads: int = setting(
-        0,
+        2,
         "Interpreter threads; 0 chooses by measurement: every count from 1 to the cores (at "
-        "most 4) is timed at warm-up and retried now and then while serving, so a busy "
-        "neighbour moves the choice (LiteRT only).",
+        "most 4) is timed at warm-up and retried now and then while serving (LiteRT only; "
+        "opt-in: in a back-to-back make bench it made p99 beside a busy neighbour and during "
+        "a swap worse than 2).",
     )
 
 
