@@ -67,6 +67,7 @@ class Runtime:
         self._twin: TwinClient | None = None  # the MQTT twin (KubeEdge 1.4-1.14)
         self._dmi: DmiMapper | None = None  # the DMI mapper (KubeEdge 1.15+)
         self._model_sync: ModelSync | None = None
+        self._twin_resync: asyncio.Task[None] | None = None
         twin: TwinSource | None = None
         if settings.twin.enabled:
             if settings.twin.transport is TwinTransport.DMI:
@@ -228,6 +229,8 @@ class Runtime:
                     if self._dmi is not None:
                         dmi.cancel()
         finally:
+            if self._twin_resync is not None:
+                self._twin_resync.cancel()
             self.state = RuntimeState.STOPPED
 
     async def _drain(self) -> None:
@@ -243,10 +246,18 @@ class Runtime:
     def _resync_twin(self) -> None:
         """After each (re)connect, re-read and report the MQTT twin (deltas may be missed)."""
         if self._twin is not None and self._model_sync is not None:
-            self._twin.request_twins().add_done_callback(_log_failure)
+            if self._twin_resync is not None:
+                self._twin_resync.cancel()
             self._model_sync.report()
+            self._twin_resync = asyncio.get_running_loop().create_task(
+                _resync_until_answered(self._twin, self._model_sync)
+            )
 
 
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        _LOGGER.warning("twin request failed: %s", future.exception())
+async def _resync_until_answered(twin: TwinClient, model_sync: ModelSync) -> None:
+    """``twin/get`` until edgecore answers, then report again.
+
+    A get or report sent before edgecore 1.4 subscribed (a node's reboot can order it so) is lost.
+    """
+    await twin.resync()
+    model_sync.report()

@@ -156,6 +156,29 @@ class TwinClient:
         finally:
             self._gets.pop(event_id, None)
 
+    async def resync(self, first_timeout_s: float = 1.0, max_wait_s: float = 15.0) -> None:
+        """Ask for the twin until edgecore answers with the device's document.
+
+        edgecore 1.4 subscribes with a clean session and publishes nothing when it starts, so a
+        ``twin/get`` sent before it subscribed is lost without a trace; and a device the cloud
+        has not bound yet answers 404 until it has. Either way: ask again, waiting twice as long
+        each time up to ``max_wait_s``. The answer feeds ``desired()``.
+        """
+        wait_s = first_timeout_s
+        while True:
+            try:
+                await self.get(timeout_s=wait_s)
+            except TimeoutError:
+                _LOGGER.info(
+                    "no twin/get answer for %s in %.1f s; asking again", self._device.name, wait_s
+                )
+            except TwinError as exc:
+                _LOGGER.info("twin of %s not there yet (%s); asking again", self._device.name, exc)
+                await asyncio.sleep(wait_s)
+            else:
+                return
+            wait_s = min(wait_s * 2, max_wait_s)
+
     def request_twins(self) -> asyncio.Future[None]:
         """Publish a ``twin/get`` without waiting; the answer feeds ``desired()``."""
         return self._publish(self._topics.topic(self._device, TWIN_GET), get_request())

@@ -37,7 +37,8 @@ from edgeinfer.twins import MODEL_TWINS
 from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
 from tests.conftest import REPO
 
-CRDS = REPO.parent / "shared" / "kubeedge" / "crds"
+# KubeEdge's interface files, vendored by tag (third_party/kubeedge/README.md).
+KUBEEDGE_FILES = REPO / "third_party" / "kubeedge"
 
 
 def make_settings(broker_url: str, registry: Path, unique: str, **overrides: object) -> Settings:
@@ -300,10 +301,11 @@ def socket_directory() -> Iterator[Path]:
 
 
 def crd_schema(kind: str, version: str) -> dict[str, Any]:
-    """The openAPIV3Schema of KubeEdge's CRD (../shared/kubeedge/crds) for ``kind``."""
-    crd_file = CRDS / f"devices_{version}_{kind.lower()}.yaml"
+    """The openAPIV3Schema of KubeEdge's CRD for ``kind`` (v1alpha2: v1.4.0, v1beta1: v1.23.1)."""
+    tag = "v1.4.0" if version == "v1alpha2" else "v1.23.1"
+    crd_file = KUBEEDGE_FILES / tag / "crds" / f"devices_{version}_{kind.lower()}.yaml"
     if not crd_file.is_file():
-        pytest.fail(f"KubeEdge CRD {crd_file} not found (../shared/kubeedge/crds)")
+        pytest.fail(f"KubeEdge CRD {crd_file} not found (third_party/kubeedge)")
     crd = yaml.safe_load(crd_file.read_text())
     if "validation" in crd["spec"]:  # apiextensions v1beta1 (KubeEdge 1.4)
         schema: dict[str, Any] = crd["spec"]["validation"]["openAPIV3Schema"]

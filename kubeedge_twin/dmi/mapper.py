@@ -248,11 +248,34 @@ class DmiMapper:
             return None
         return stat.st_ino, stat.st_ctime_ns
 
+    def _missing(self) -> list[str]:
+        return [f"{d.namespace}/{d.name}" for d in self._devices.values() if d.desired is None]
+
     async def _register_loop(self) -> None:
         registered_with: tuple[int, int] | None = None
         delay = self._resync_s
+        # Edgecore drops a Device whose RegisterDevice fails (its model not yet in its cache:
+        # cloudcore sends both back to back, dmiworker.go dealMetaDeviceOperation) and never
+        # retries; the Device stays in its cache, so registering again brings it. Asked again,
+        # less and less often, while a followed Device is missing.
+        missing_wait = next_missing = 0.0
         while True:
             identity = self._identity()
+            now = asyncio.get_running_loop().time()
+            if identity is not None and identity == registered_with and self._missing():
+                if not missing_wait:
+                    missing_wait, next_missing = 2 * self._resync_s, now + 2 * self._resync_s
+                elif now >= next_missing:
+                    _LOGGER.info(
+                        "mapper %s: %s not given yet; registering again",
+                        self._name,
+                        ", ".join(self._missing()),
+                    )
+                    registered_with = None
+                    missing_wait = min(30.0, missing_wait * 2)
+                    next_missing = now + missing_wait
+            elif not self._missing():
+                missing_wait = 0.0
             if identity is not None and identity != registered_with:
                 try:
                     await self._register()

@@ -18,7 +18,7 @@ from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin, edgecore_socket_path
 from kubeedge_twin.engine import Outbox, TwinEngine
 from tests.conftest import REPO
 
-SHARED_DMI = REPO.parent / "shared" / "kubeedge" / "dmi"
+KUBEEDGE_FILES = REPO / "third_party" / "kubeedge"  # vendored by tag
 
 
 class Edgecore:
@@ -244,9 +244,9 @@ USED_FIELDS = {
 def test_everything_used_exists_in_kubeedges_proto(tag, tmp_path):
     """Edgecore 1.17 must work too: nothing used may be newer than its proto (ReportDeviceStates
     is 1.18+: on 1.17 that call fails and the mapper goes on)."""
-    proto = SHARED_DMI / tag / "api.proto"
+    proto = KUBEEDGE_FILES / tag / "api.proto"
     if not proto.is_file():
-        pytest.fail(f"KubeEdge's proto {proto} not found (../shared/kubeedge/dmi)")
+        pytest.fail(f"KubeEdge's proto {proto} not found (third_party/kubeedge)")
     file = _descriptor(proto, tmp_path)
     assert file.package == "v1beta1"
     services = {s.name: {m.name for m in s.method} for s in file.service}
@@ -264,7 +264,7 @@ def test_everything_used_exists_in_kubeedges_proto(tag, tmp_path):
 
 def test_the_vendored_proto_is_kubeedges_v1_23_1_unchanged():
     vendored = REPO / "kubeedge_twin" / "dmi" / "v1beta1" / "api.proto"
-    assert vendored.read_bytes() == (SHARED_DMI / "v1.23.1" / "api.proto").read_bytes()
+    assert vendored.read_bytes() == (KUBEEDGE_FILES / "v1.23.1" / "api.proto").read_bytes()
 
 
 @pytest.mark.integration
