@@ -178,7 +178,10 @@ class TwinBackend(Protocol):
 
 
 class LocalBackend:
-    """The edgecore stand-in: ``cloud_updated`` to set, ``twin/get`` to read."""
+    """The simulated cloud (edgecore stand-in or kubeedge-sim) and edgecore.
+
+    Desired values go to the simulated cloud's MQTT input; edgecore's ``twin/get`` reads twins.
+    """
 
     def __init__(self, broker: str) -> None:
         self._broker = broker
@@ -196,7 +199,7 @@ class LocalBackend:
         return twin_values(fetch_twins(self._broker, device), "actual")
 
     def set_desired(self, device: str, values: Mapping[str, str]) -> None:
-        """Publish a ``cloud_updated`` as the cloud would."""
+        """Edit the Device in the simulated cloud (``kubeedge_twin.cloud.desired_topic``)."""
         from kubeedge_twin.cloud import publish_cloud_update
 
         publish_cloud_update(self._broker, device, values)

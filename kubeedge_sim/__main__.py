@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubeedge_sim.edgecore import CURRENT, binary_version
+from kubeedge_sim.edgecore import CURRENT, binary_sha256
 from kubeedge_sim.node import EdgeNode, load_documents
 
 _LOGGER = logging.getLogger("kubeedge_sim")
@@ -65,9 +65,10 @@ def find_binary(version: str) -> str:
     Raises:
         RuntimeError: with the build script's message, when there is none.
     """
-    built = subprocess.run(
-        [str(REPO / "scripts" / "build-edgecore"), version], capture_output=True, text=True
-    )
+    script = REPO / "scripts" / "build-edgecore"
+    if not script.is_file():
+        raise RuntimeError("no scripts/build-edgecore beside this install: pass --edgecore-bin")
+    built = subprocess.run([str(script), version], capture_output=True, text=True)
     if built.returncode != 0:
         raise RuntimeError(built.stderr.strip() or f"build-edgecore {version} failed")
     return built.stdout.strip().splitlines()[-1]
@@ -84,10 +85,10 @@ async def _run(args: argparse.Namespace) -> int:
         binary, args.version, args.dir.resolve(), node=args.node, broker=args.broker
     ) as node:
         _LOGGER.info(
-            "edgecore %s (%s, built %s) connected to the CloudHub on 127.0.0.1:%d; node %s",
+            "edgecore %s (%s, sha256 %s) connected to the CloudHub on 127.0.0.1:%d; node %s",
             args.version,
-            binary_version(binary),
             binary,
+            binary_sha256(binary),
             node.hub.port,
             args.node,
         )

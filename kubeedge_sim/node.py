@@ -16,6 +16,7 @@ import yaml
 from kubeedge_sim.certs import make_certificates
 from kubeedge_sim.cloudhub import CloudHub
 from kubeedge_sim.edgecore import RealEdgecore, is_current
+from kubeedge_twin.cloud import SIM_DESIRED_FILTERS, device_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -151,21 +152,15 @@ class EdgeNode:
     async def relay_cloud_updates(self) -> None:
         """Take the simulated cloud's input from the broker until cancelled.
 
-        ``cloud-trainer push --backend local`` and ``kubeedge-twin-sim set-desired`` publish a
-        ``twin/cloud_updated`` for a device id; here it becomes what editing the Device does in
-        a cluster (a Device update, or on 1.4 a ``cloud_updated``, over the websocket). Edgecore
-        also receives that MQTT message itself (its eventbus subscribes ``twin/+``) and applies it
-        to its twin table as a cloud sync with the same values; on 1.15+ that table does not
-        reach the mapper, the Device update does.
+        ``cloud-trainer push --backend local`` and ``kubeedge-twin-sim set-desired`` publish
+        desired values on ``kubeedge_twin.cloud.desired_topic``, a topic edgecore does not
+        subscribe to; here they become what editing the Device does in a cluster: a Device update
+        (1.15+), or a ``cloud_updated`` (1.4), over the websocket.
         """
         import aiomqtt  # the simulated cloud's input only
 
         url = urlsplit(self.broker)
-        topic = (
-            "$hw/events/device/+/+/twin/cloud_updated"
-            if self.current
-            else "$hw/events/device/+/twin/cloud_updated"
-        )
+        topic = SIM_DESIRED_FILTERS[1] if self.current else SIM_DESIRED_FILTERS[0]
         while True:
             try:
                 async with aiomqtt.Client(url.hostname or "127.0.0.1", url.port or 1883) as client:
@@ -179,7 +174,7 @@ class EdgeNode:
                 await asyncio.sleep(1)
 
     async def _cloud_update(self, topic: str, payload: bytes) -> None:
-        device_id = topic.removeprefix("$hw/events/device/").removesuffix("/twin/cloud_updated")
+        device_id = device_of(topic) or ""
         try:
             twins = json.loads(payload).get("twin") or {}
             values = {

@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Device YAML files (v1alpha2 or v1beta1) to bind to this node",
     )
     desired = commands.add_parser(
-        "set-desired", help="set desired twin values as the cloud does (twin/cloud_updated)"
+        "set-desired",
+        help="set desired twin values as editing the Device in the cloud does (the simulated "
+        "cloud's input, kubeedge-sim/cloud/<device>/desired)",
     )
     desired.add_argument("device", help="device id (name; namespace/name for 1.17)")
     desired.add_argument("values", nargs="+", metavar="NAME=VALUE")

@@ -1,8 +1,13 @@
-"""The cloud side on one machine: set desired twin values through ``twin/cloud_updated``.
+"""The cloud side on one machine: desired twin values for the simulated cloud, twins read back.
 
-This is what the 1.4 cloud sends to edgecore (SPEC §2.8): expected values with
-``expected_version = {cloud: <resourceVersion>, edge: 0}``. Against a real cluster, edit the
-Device resource instead (``cloud-trainer push --backend kubernetes``).
+The simulated cloud (the edgecore stand-in, or kubeedge-sim's CloudHub in front of a real
+edgecore) takes desired values on a topic of its own, ``kubeedge-sim/cloud/<device id>/desired``,
+that no edgecore subscribes to: the payload is what the 1.4 cloud sends as ``cloud_updated``
+(SPEC §2.8: expected values with ``expected_version = {cloud: <resourceVersion>, edge: 0}``), and
+the simulated cloud turns it into what a Device edit makes cloudcore send. (Publishing
+``twin/cloud_updated`` on the broker instead reaches edgecore's devicetwin directly, which the
+cloud never does: edgecore v1.23.1's twin module panics on one without twin metadata.) Against a
+real cluster, edit the Device resource instead (``cloud-trainer push --backend kubernetes``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,24 @@ from kubeedge_twin.messages import (
     get_request,
     now_ms,
 )
-from kubeedge_twin.topics import PREFIX, TWIN_CLOUD_UPDATED, TWIN_GET, TWIN_GET_RESULT
+from kubeedge_twin.topics import PREFIX, TWIN_GET, TWIN_GET_RESULT
+
+SIM_CLOUD = "kubeedge-sim/cloud/"
+SIM_DESIRED = "/desired"
+# device ids: <name> (KubeEdge 1.4) or <namespace>/<name> (1.17+)
+SIM_DESIRED_FILTERS = (f"{SIM_CLOUD}+{SIM_DESIRED}", f"{SIM_CLOUD}+/+{SIM_DESIRED}")
+
+
+def desired_topic(device_id: str) -> str:
+    """Where the simulated cloud takes desired values for ``device_id``."""
+    return f"{SIM_CLOUD}{device_id}{SIM_DESIRED}"
+
+
+def device_of(topic: str) -> str | None:
+    """The device id of a ``desired_topic``, or None for another topic."""
+    if not (topic.startswith(SIM_CLOUD) and topic.endswith(SIM_DESIRED)):
+        return None
+    return topic[len(SIM_CLOUD) : -len(SIM_DESIRED)] or None
 
 
 def cloud_update(values: Mapping[str, str], resource_version: int | None = None) -> bytes:
@@ -54,16 +76,14 @@ def _connected_client(broker: str) -> mqtt.Client:
 def publish_cloud_update(
     broker: str, device_id: str, values: Mapping[str, str], timeout_s: float = 10.0
 ) -> None:
-    """Publish a ``cloud_updated`` for ``device_id`` and wait for the broker's ack (blocking).
+    """Give the simulated cloud desired values for ``device_id``; wait for the broker's ack.
 
     Raises:
         TimeoutError: if the broker does not acknowledge in time.
     """
     client = _connected_client(broker)
     try:
-        info = client.publish(
-            f"{PREFIX}{device_id}{TWIN_CLOUD_UPDATED}", cloud_update(values), qos=1
-        )
+        info = client.publish(desired_topic(device_id), cloud_update(values), qos=1)
         info.wait_for_publish(timeout_s)
         if not info.is_published():
             raise TimeoutError(f"broker {broker} did not acknowledge the twin update")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kubeedge_twin.cloud import SIM_DESIRED_FILTERS, device_of
 from kubeedge_twin.engine import DeviceDefinition, Outbox, TwinEngine
 from kubeedge_twin.messages import TwinFormatError, TwinMessage
 from kubeedge_twin.store import TwinStore
@@ -119,6 +120,7 @@ class EdgecoreStandIn:
                 (topics.device_filter(TWIN_CLOUD_UPDATED), 1),
                 (topics.device_filter(STATE_UPDATE), 1),
                 (topics.node_topic(self._node, MEMBERSHIP_GET), 1),
+                *((f, 1) for f in SIM_DESIRED_FILTERS),
             ]
         )
         self._connected.set()
@@ -128,14 +130,20 @@ class EdgecoreStandIn:
         if topic == self.engine.topics.node_topic(self._node, MEMBERSHIP_GET):
             self._send(self.engine.membership_get(payload))
             return
+        cloud_device = device_of(topic)
+        if cloud_device is not None:
+            # The simulated cloud's input (cloud-trainer push, kubeedge-twin-sim set-desired):
+            # a Device edit; 1.15+ hands it to the Device's mapper over DMI.
+            self._cloud_edit(cloud_device, payload)
+            return
         parsed = self.engine.topics.parse(topic)
         if parsed is None:
             return
         device_id, suffix = parsed
         if suffix == TWIN_CLOUD_UPDATED and self.dmi is not None:
-            # The stand-in's cloud input (cloud-trainer push, kubeedge-twin-sim set-desired);
-            # 1.15+ hands it to the Device's mapper over DMI.
-            self._cloud_over_dmi(device_id, payload)
+            # Edgecore 1.15+ still takes cloud_updated on MQTT into its twin table, but no
+            # mapper hears of it (it goes out over DMI only when the Device changes).
+            self._send(self._cloud_side(self.engine.cloud_updated(device_id, payload)))
             return
         handlers = {
             TWIN_UPDATE: self.engine.twin_update,
@@ -185,7 +193,7 @@ class EdgecoreStandIn:
             return
         self._send(self.engine.set_desired(device_id, values))
 
-    def _cloud_over_dmi(self, device_id: str, payload: bytes) -> None:
+    def _cloud_edit(self, device_id: str, payload: bytes) -> None:
         try:
             message = TwinMessage.decode(payload)
             values = {

@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices",
         type=Path,
         nargs="+",
-        default=[Path(p) for p in _env("DEVICES", "/opt/kubeedge/deviceProfile.json").split()],
-        help="deviceProfile.json and/or Device YAML files (default: the 1.4 ConfigMap mount)",
+        default=None,
+        help="deviceProfile.json and/or Device YAML files (default: the 1.4 ConfigMap mount; "
+        "with camera --transport dmi none is needed: edgecore hands the mapper its devices)",
     )
     parser.add_argument(
         "--model", default=_env("MODEL", "emotion-camera"), help="serve devices of this model"
@@ -159,15 +160,24 @@ async def serve(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kubeedge-mapper``."""
     args = build_parser().parse_args(argv)
+    args.devices_given = args.devices is not None or bool(_env("DEVICES", ""))
+    if args.devices is None:
+        args.devices = [
+            Path(p) for p in _env("DEVICES", "/opt/kubeedge/deviceProfile.json").split()
+        ]
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    over_dmi = args.mapper == "camera" and args.transport == "dmi"
+    paths = args.devices
+    if over_dmi and not args.devices_given:
+        paths = [path for path in paths if path.exists()]  # edgecore tells a DMI mapper its devices
     try:
-        devices = load_devices(args.devices, args.model)
+        devices = load_devices(paths, args.model)
     except ProfileError as exc:
         print(f"kubeedge-mapper: {exc}", file=sys.stderr)
         return 2
-    if not devices:
+    if not devices and not over_dmi:
         print(
             f"kubeedge-mapper: no devices of model {args.model} in {args.devices}", file=sys.stderr
         )
@@ -193,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             resync_s=args.resync,
             metrics=metrics,
             dmi=dmi,
+            model=args.model,
         )
     else:
         mapper = ResultMapper(

@@ -23,10 +23,11 @@ from edgeinfer import camera as contract
 from edgeinfer.twins import CAMERA_DESIRED, CAPTURE_FPS, ENABLED, LAST_EMOTION, MODEL_VERSION
 from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin
+from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
 from kubeedge_twin.messages import data_update
 from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
-from mappers.profile import MappedDevice
+from mappers.profile import MappedDevice, mapped_from_dmi
 from mappers.reporter import BoundedReporter, publish_safely
 from mappers.session import every_until_done, publish, twin_publisher
 
@@ -134,7 +135,10 @@ class CameraMapper:
             (an edgecore restart is invisible on the broker; this heals it).
         metrics: Counters.
         dmi: KubeEdge 1.15+: the DMI mapper of the cameras' protocol (its ``run`` must run
-            beside the sessions); twins then go over DMI, not MQTT.
+            beside the sessions); twins then go over DMI, not MQTT, and the cameras edgecore
+            hands over (``MapperRegister``, ``RegisterDevice``) are served as they come, with
+            no device file; ``RemoveDevice`` stops serving one.
+        model: With ``dmi``: serve only Devices of this DeviceModel.
     """
 
     def __init__(
@@ -147,32 +151,85 @@ class CameraMapper:
         resync_s: float = 30.0,
         metrics: MapperMetrics | None = None,
         dmi: DmiMapper | None = None,
+        model: str = "",
     ) -> None:
         self._devices = {device.ref.name: device for device in devices}
+        self._dmi = dmi
+        self._model = model
         self._dmi_twins = (
             {name: dmi.follow(device.ref.namespace, name) for name, device in self._devices.items()}
             if dmi is not None
             else {}
         )
+        if dmi is not None:
+            dmi.on_new_device = self._adopt
+            dmi.on_removed_device = self._drop
+        self._arrived: asyncio.Queue[str] = asyncio.Queue()  # names adopted during a session
+        self._tasks: dict[str, list[asyncio.Task[None]]] = {}  # per camera, this session
         self._topics = topics
         self._root = topic_root
         self._interval_s = report_interval_s
         self._resync_s = resync_s
         self.metrics = metrics or MapperMetrics("camera")
 
+    @property
+    def served(self) -> list[str]:
+        """The names of the cameras this mapper serves now."""
+        return sorted(self._devices)
+
+    def _adopt(self, device: pb.Device) -> bool:
+        """A Device edgecore handed over that no file named (KubeEdge 1.15+)."""
+        if self._dmi is None or (self._model and device.spec.deviceModelReference != self._model):
+            return False
+        mapped = mapped_from_dmi(device)
+        if mapped.ref.name in self._devices:
+            return False  # one name, one camera: the topics carry no namespace
+        self._devices[mapped.ref.name] = mapped
+        self._dmi_twins[mapped.ref.name] = self._dmi.follow(mapped.ref.namespace, mapped.ref.name)
+        self._arrived.put_nowait(mapped.ref.name)
+        _LOGGER.info("camera %s/%s: served (from edgecore)", mapped.ref.namespace, mapped.ref.name)
+        return True
+
+    def _drop(self, namespace: str, name: str) -> None:
+        device = self._devices.get(name)
+        if self._dmi is None or device is None or device.ref.namespace != namespace:
+            return
+        del self._devices[name]
+        self._dmi_twins.pop(name, None)
+        self._dmi.unfollow(namespace, name)
+        for task in self._tasks.pop(name, []):
+            task.cancel()
+        _LOGGER.info("camera %s/%s: no longer served (removed by edgecore)", namespace, name)
+
+    def _camera(self, client: aiomqtt.Client, name: str) -> _Camera:
+        return _Camera(
+            self._devices[name],
+            client,
+            self._topics,
+            self.metrics,
+            self._interval_s,
+            self._dmi_twins.get(name),
+        )
+
+    def _start(self, tg: asyncio.TaskGroup, client: aiomqtt.Client, camera: _Camera) -> None:
+        self._tasks[camera.device.ref.name] = [
+            tg.create_task(camera.reporter.run()),
+            tg.create_task(self._forward_desired(client, camera)),
+        ]
+
+    async def _serve_arrivals(
+        self, tg: asyncio.TaskGroup, client: aiomqtt.Client, cameras: dict[str, _Camera]
+    ) -> None:
+        while True:
+            name = await self._arrived.get()
+            if name in cameras or name not in self._devices:
+                continue  # already served by this session, or removed meanwhile
+            cameras[name] = self._camera(client, name)
+            self._start(tg, client, cameras[name])
+
     async def session(self, client: aiomqtt.Client) -> None:
         """Serve one connection until it drops: subscribe, re-read twins, bridge."""
-        cameras = {
-            name: _Camera(
-                device,
-                client,
-                self._topics,
-                self.metrics,
-                self._interval_s,
-                self._dmi_twins.get(name),
-            )
-            for name, device in self._devices.items()
-        }
+        cameras = {name: self._camera(client, name) for name in self._devices}
         for camera in cameras.values():
             if isinstance(camera.twin, TwinClient):
                 for topic, qos in camera.twin.subscriptions:
@@ -180,12 +237,12 @@ class CameraMapper:
         await client.subscribe(contract.status_filter(self._root), 1)
         async with asyncio.TaskGroup() as tg:
             for camera in cameras.values():
-                tg.create_task(camera.reporter.run())
-                tg.create_task(self._forward_desired(client, camera))
+                self._start(tg, client, camera)
+            arrivals = tg.create_task(self._serve_arrivals(tg, client, cameras))
             receiver = tg.create_task(self._receive(client, cameras))
 
             async def resync() -> None:
-                for camera in cameras.values():
+                for camera in list(cameras.values()):
                     await camera.resend()
                 # The get/result feeds desired() like a delta does (DMI: edgecore calls us).
                 await asyncio.gather(
@@ -197,6 +254,7 @@ class CameraMapper:
                 )
 
             await every_until_done(receiver, self._resync_s, resync)
+            arrivals.cancel()
 
     async def _forward_desired(self, client: aiomqtt.Client, camera: _Camera) -> None:
         if isinstance(camera.twin, DmiTwin):

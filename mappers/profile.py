@@ -105,3 +105,16 @@ def load_devices(paths: Iterable[Path], model: str | None = None) -> list[Mapped
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
             raise ProfileError(f"cannot read devices from {path}: {exc}") from exc
     return devices
+
+
+def mapped_from_dmi(device: Any) -> MappedDevice:
+    """A Device as edgecore 1.15+ hands it over DMI (``v1beta1.Device``; no data properties)."""
+    twins = {
+        str(prop.name): str(prop.desired.metadata.get("type") or "string")
+        for prop in device.spec.properties
+    }
+    return MappedDevice(
+        DeviceRef(str(device.name), str(device.namespace or "default")),
+        str(device.spec.deviceModelReference),
+        twins,
+    )

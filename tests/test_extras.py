@@ -51,6 +51,21 @@ import mappers, kubeedge_twin
 """,
         ("tensorflow", "device_sim", "cloud_trainer", "edge_runtime"),
     ),
+    "kubeedge-sim": (
+        ["kubeedge-sim --help", "kubeedge-sim edgecore --help"],
+        """
+import asyncio, pathlib, tempfile
+from kubeedge_sim import CloudHub
+from kubeedge_sim.certs import make_certificates
+async def main():
+    hub = CloudHub(make_certificates(pathlib.Path(tempfile.mkdtemp()), "n"), "n", current=True)
+    await hub.start()
+    assert hub.port
+    await hub.stop()
+asyncio.run(main())
+""",
+        ("tensorflow", "device_sim", "cloud_trainer", "edge_runtime", "mappers"),
+    ),
     "trainer": (
         ["cloud-trainer --help"],
         """

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,10 @@ class DmiMapper:
         self._wake = asyncio.Event()
         self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._turn = 0  # where the next round of reports starts: every device gets its turn
+        # Called with a Device of this protocol that is not followed yet; following it from
+        # there (True) serves it at once, as edgecore 1.15+ tells mappers their devices.
+        self.on_new_device: Callable[[pb.Device], bool] | None = None
+        self.on_removed_device: Callable[[str, str], None] | None = None
         self.registered = asyncio.Event()
         self.registrations = 0
         self.rate_limited = 0  # calls edgecore refused with "too many request"
@@ -193,6 +197,13 @@ class DmiMapper:
         """The twin of one Device of this mapper's protocol (others are ignored, logged once)."""
         device = self._devices.setdefault((namespace, name), _Device(namespace, name))
         return DmiTwin(self, device)
+
+    def unfollow(self, namespace: str, name: str) -> None:
+        """Stop following a Device (its reports not yet sent are dropped)."""
+        self._devices.pop((namespace, name), None)
+        future = self._pending.pop((namespace, name), None)
+        if future is not None and not future.done():
+            future.cancel()
 
     async def run(self) -> None:
         """Serve, register (again after an edgecore restart) and report, until cancelled."""
@@ -218,6 +229,8 @@ class DmiMapper:
         """A Device from edgecore (RegisterDevice, UpdateDevice or the registration's list)."""
         key = (device.namespace or "default", device.name)
         known = self._devices.get(key)
+        if known is None and self.on_new_device is not None and self.on_new_device(device):
+            known = self._devices.get(key)
         if known is None:
             if key not in self._ignored:
                 self._ignored.add(key)
@@ -235,6 +248,8 @@ class DmiMapper:
     def removed(self, namespace: str, name: str) -> None:
         """Edgecore removed a Device (RemoveDevice)."""
         _LOGGER.info("mapper %s: device %s/%s removed", self._name, namespace or "default", name)
+        if self.on_removed_device is not None:
+            self.on_removed_device(namespace or "default", name)
 
     # registration
 

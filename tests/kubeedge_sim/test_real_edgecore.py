@@ -236,3 +236,55 @@ async def test_mqtt_1_4_a_twin_get_sent_before_edgecore_subscribed_is_asked_agai
             await node.start_edgecore()
             await asyncio.wait_for(resync, 30)
             await _next_desired(aiter(client.desired()), "model_version", "1.3.0")
+
+
+async def test_dmi_a_camera_applied_in_the_cloud_is_served_with_no_device_file(
+    broker, short_tmp, unique
+):
+    """KubeEdge 1.15+ tells a mapper its devices: the camera mapper starts with none, the cloud
+    applies a camera (as kubectl apply would), edgecore hands it over and its desired
+    capture_fps reaches the camera's control topic; removing it stops serving it."""
+    from edgeinfer import camera as contract
+    from mappers import CameraMapper, Connection, run_forever
+
+    camera_docs = load_documents(
+        [DEPLOY / "v1beta1" / "camera-model.yaml", DEPLOY / "v1beta1" / "camera-device.yaml"]
+    )
+    root = f"emotion-{unique}"
+    async with edge_node(short_tmp, CURRENT, broker.url) as node:
+        dmi = DmiMapper(
+            name="camera-mapper",
+            protocol="emotion-camera",
+            socket=str(short_tmp / "cam.sock"),
+            edgecore_socket=str(node.dmi_directory),
+            resync_s=0.5,
+        )
+        mapper = CameraMapper(
+            [], topics=TwinTopics(Layout.V1_17), topic_root=root, dmi=dmi, model="emotion-camera"
+        )
+        watcher = MqttTransport(
+            broker.url,
+            client_id=f"watch-{unique}",
+            clean_start=True,
+            session_expiry_s=0,
+            subscriptions=[(contract.control_topic(root, "cam-00"), 1)],
+        )
+        connection = Connection(broker.url, client_id=f"cam-mapper-{unique}")
+        async with watcher, asyncio.TaskGroup() as tasks:
+            await watcher.wait_connected(10)
+            dmi_task = tasks.create_task(dmi.run())
+            session = tasks.create_task(run_forever(connection, mapper.session))
+            await asyncio.wait_for(dmi.registered.wait(), 30)
+            await node.apply(camera_docs)
+            await node.hub.set_desired("default/cam-00", {"capture_fps": "2"})
+            async with asyncio.timeout(30):
+                async for message in watcher.messages():
+                    control = contract.CameraControl.decode(message.payload)
+                    if control.capture_fps == 2:
+                        break
+            await node.hub.delete_device("default/cam-00")
+            async with asyncio.timeout(30):
+                while "cam-00" in mapper.served:  # noqa: ASYNC110 - edgecore's RemoveDevice
+                    await asyncio.sleep(0.1)
+            session.cancel()
+            dmi_task.cancel()
