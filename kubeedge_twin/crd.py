@@ -29,6 +29,7 @@ def _v1alpha2(doc: Mapping[str, Any]) -> DeviceDefinition:
         node=node,
         description=str((meta.get("labels") or {}).get("description", "")),
         desired=desired,
+        model=str((spec.get("deviceModelRef") or {}).get("name", "")),
     )
 
 
@@ -47,6 +48,7 @@ def _v1beta1(doc: Mapping[str, Any]) -> DeviceDefinition:
         desired=desired,
         protocol=str((spec.get("protocol") or {}).get("protocolName", "")),
         config_data=dict((spec.get("protocol") or {}).get("configData") or {}),
+        model=str((spec.get("deviceModelRef") or {}).get("name", "")),
     )
 
 

@@ -58,6 +58,7 @@ class DeviceDefinition:
     desired: Mapping[str, tuple[str, str]] = ()  # type: ignore[assignment] # name -> (value, type)
     protocol: str = ""  # spec.protocol.protocolName (v1beta1): which DMI mapper serves it
     config_data: Mapping[str, object] = ()  # type: ignore[assignment] # spec.protocol.configData
+    model: str = ""  # spec.deviceModelRef.name
 
 
 def _parses(value: str, kind: str) -> bool:

@@ -177,6 +177,7 @@ class EdgecoreStandIn:
                     definition.protocol,
                     {k: v for k, (v, _) in definition.desired.items()},
                     dict(definition.config_data),
+                    model=definition.model,
                 )
 
     def set_desired(self, device_id: str, values: Mapping[str, str]) -> None:

@@ -170,11 +170,18 @@ class DmiEdgecore:
         protocol: str,
         desired: Mapping[str, str],
         config_data: Mapping[str, object] | None = None,
+        *,
+        model: str = "",
     ) -> None:
         """A Device bound to this node: ``RegisterDevice`` to its protocol's mapper, if any."""
         with self._lock:
             self._devices[device_id] = DmiDevice(
-                name, namespace or "default", protocol, dict(desired), dict(config_data or {})
+                name,
+                namespace or "default",
+                protocol,
+                dict(desired),
+                dict(config_data or {}),
+                model,
             )
         self._call_mapper(device_id, "RegisterDevice")
 

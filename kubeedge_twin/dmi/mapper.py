@@ -272,24 +272,31 @@ class DmiMapper:
         # Edgecore drops a Device whose RegisterDevice fails (its model not yet in its cache:
         # cloudcore sends both back to back, dmiworker.go dealMetaDeviceOperation) and never
         # retries; the Device stays in its cache, so registering again brings it. Asked again,
-        # less and less often, while a followed Device is missing.
+        # less and less often (up to every 30 s), while a followed Device is missing, and for
+        # good by a mapper that takes whatever Devices edgecore has (``on_new_device``).
         missing_wait = next_missing = 0.0
         while True:
             identity = self._identity()
             now = asyncio.get_running_loop().time()
-            if identity is not None and identity == registered_with and self._missing():
+            missing = self._missing()
+            if (
+                identity is not None
+                and identity == registered_with
+                and (missing or self.on_new_device is not None)
+            ):
                 if not missing_wait:
                     missing_wait, next_missing = 2 * self._resync_s, now + 2 * self._resync_s
                 elif now >= next_missing:
-                    _LOGGER.info(
-                        "mapper %s: %s not given yet; registering again",
-                        self._name,
-                        ", ".join(self._missing()),
-                    )
+                    if missing:
+                        _LOGGER.info(
+                            "mapper %s: %s not given yet; registering again",
+                            self._name,
+                            ", ".join(missing),
+                        )
                     registered_with = None
                     missing_wait = min(30.0, missing_wait * 2)
                     next_missing = now + missing_wait
-            elif not self._missing():
+            elif not missing:
                 missing_wait = 0.0
             if identity is not None and identity != registered_with:
                 try:
