@@ -44,6 +44,13 @@ class Report:
 
     reported: dict[str, str] = field(default_factory=dict)
     observed_desired: dict[str, str] = field(default_factory=dict)
+    # name -> (reported metadata, observedDesired metadata): {"timestamp", "type"}
+    metadata: dict[str, tuple[dict[str, str], dict[str, str]]] = field(default_factory=dict)
+
+
+def _property(value: str, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """A ``TwinProperty`` as Go marshals it (``metadata`` omitted when empty)."""
+    return {"value": value, "metadata": dict(metadata)} if metadata else {"value": value}
 
 
 class CloudHub:
@@ -324,12 +331,55 @@ class CloudHub:
         twins = (content or {}).get("twin") or {} if isinstance(content, dict) else {}
         report = self.reports.setdefault(device_id, Report())
         for name, twin in twins.items():
-            actual = ((twin or {}).get("actual") or {}).get("value")
-            expected = ((twin or {}).get("expected") or {}).get("value")
-            if actual is not None:
-                report.reported[name] = str(actual)
-            if expected is not None:
-                report.observed_desired[name] = str(expected)
+            twin = twin or {}
+            kind = str((twin.get("metadata") or {}).get("type", ""))
+            reported_meta, desired_meta = report.metadata.setdefault(name, ({}, {}))
+            for side, values, meta in (
+                ("actual", report.reported, reported_meta),
+                ("expected", report.observed_desired, desired_meta),
+            ):
+                value = (twin.get(side) or {}).get("value")
+                if value is None:
+                    continue
+                values[name] = str(value)
+                meta.clear()
+                timestamp = ((twin.get(side) or {}).get("metadata") or {}).get("timestamp")
+                if timestamp is not None:
+                    meta["timestamp"] = str(int(timestamp))
+                if kind:
+                    meta["type"] = kind
+
+    def device_status(self, device_id: str) -> dict[str, Any] | None:
+        """The ``DeviceStatus`` object cloudcore 1.15+ patches from the reports.
+
+        As ``upstream.go`` builds it: ``findOrCreateTwinByName`` keeps only the twins the
+        Device's spec names; values with their timestamp and type metadata.
+        """
+        device = self._devices.get(device_id)
+        if device is None or not self.current:
+            return None
+        report = self.reports.get(device_id) or Report()
+        twins = []
+        for prop in (device.get("spec") or {}).get("properties") or []:
+            name = prop["name"]
+            if name not in report.reported and name not in report.observed_desired:
+                continue
+            reported_meta, desired_meta = report.metadata.get(name, ({}, {}))
+            # Go's omitempty leaves struct fields in: both always appear (device_status_types.go)
+            twin: dict[str, Any] = {
+                "propertyName": name,
+                "reported": _property(report.reported.get(name, ""), reported_meta),
+                "observedDesired": _property(report.observed_desired.get(name, ""), desired_meta),
+            }
+            twins.append(twin)
+        meta = device["metadata"]
+        return {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "DeviceStatus",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {},
+            "status": {"twins": twins},
+        }
 
     async def wait_for(self, predicate: Any, timeout_s: float = 30.0) -> None:
         """Wait until ``predicate()`` holds, re-checked after every message from the edge."""

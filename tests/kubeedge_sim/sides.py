@@ -31,6 +31,7 @@ class Side(Protocol):
     async def apply(self, documents: Iterable[Mapping[str, Any]]) -> None: ...
     async def set_desired(self, device_id: str, values: Mapping[str, str]) -> None: ...
     def reported(self, device_id: str) -> dict[str, str]: ...
+    def device_status(self, device_id: str) -> dict[str, Any] | None: ...
     async def stop_edgecore(self) -> None: ...
     async def start_edgecore(self) -> None: ...
 
@@ -51,6 +52,9 @@ class RealSide:
 
     def reported(self, device_id: str) -> dict[str, str]:
         return dict((self.node.hub.reports.get(device_id) or Report()).reported)
+
+    def device_status(self, device_id: str) -> dict[str, Any] | None:
+        return self.node.hub.device_status(device_id)
 
     async def stop_edgecore(self) -> None:
         assert self.node.edgecore is not None
@@ -93,6 +97,9 @@ class StandInSide:
         if device is None:
             return {}
         return {n: t.actual.value for n, t in device.twins.items() if t.actual and t.actual.value}
+
+    def device_status(self, device_id: str) -> dict[str, Any] | None:
+        return self.standin.dmi.device_status(device_id) if self.standin.dmi else None
 
     async def stop_edgecore(self) -> None:
         await asyncio.to_thread(self.standin.stop)

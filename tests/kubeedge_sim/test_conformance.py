@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from edge_runtime import MqttTransport
@@ -19,7 +20,7 @@ from edgeinfer import camera as contract
 from kubeedge_twin import Layout, TwinTopics
 from kubeedge_twin.dmi.mapper import DmiMapper
 from mappers import CameraMapper, Connection, run_forever
-from tests.helpers import socket_directory
+from tests.helpers import crd_schema, socket_directory
 from tests.kubeedge_sim.sides import (
     RUNTIME,
     desired_until,
@@ -72,6 +73,14 @@ async def test_dmi_a_device_known_before_the_mapper_then_edited_then_reported(
             "model_signature": "",
             "model_status": "",
         }
+        status = side.device_status(f"default/{RUNTIME}")
+    assert status is not None
+    jsonschema.validate(status, crd_schema("DeviceStatus", "v1beta1"))
+    values = {
+        t["propertyName"]: (t["reported"]["value"], t["observedDesired"]["value"])
+        for t in status["status"]["twins"]
+    }
+    assert values == {"model_version": ("1.1.0", "1.1.0"), "model_status": ("serving", "")}
 
 
 @pytest.mark.parametrize("which", SIDES)
