@@ -117,7 +117,9 @@ async def test_registration_with_data_then_desired_updates_and_reports(short_tmp
     assert second == {"model_version": "1.1.0", "model_uri": "file:///m"}
     assert reported == {"model_version": "1.1.0", "model_status": "serving"}
     assert edgecore.dmi.mappers() == {"edgeinfer": str(short_tmp / "mapper.sock").encode()}
-    assert edgecore.dmi.calls[:2] == ["MapperRegister", "UpdateDevice"]
+    # (a call to the mapper is recorded when it returns: after the report it led to, at times)
+    assert edgecore.dmi.calls[0] == "MapperRegister"
+    assert edgecore.dmi.calls.count("UpdateDevice") == 1
     # Cloud-side changes went out over DMI, never as MQTT deltas (the stand-in's engine would
     # have made some); the report made edgecore's MQTT documents.
     assert not any(t.endswith("/twin/update/delta") for t in before_reports), before_reports
