@@ -22,7 +22,9 @@ from bench import ceiling
 from bench.load import Load, LoadResult
 from bench.processes import broker, broker_process, process, runtime
 from edgeinfer.twins import MODEL_SHA256, MODEL_TWINS, MODEL_URI, MODEL_VERSION
-from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, TwinStore
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceDefinition
 
 SWAP_VERSION = "1.0.1"
 

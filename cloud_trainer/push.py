@@ -188,19 +188,19 @@ class LocalBackend:
 
     def desired(self, device: str) -> dict[str, str]:
         """Desired (``expected``) values from edgecore's twin document."""
-        from kubeedge_twin.cloud import fetch_twins, twin_values
+        from kubeedge_sim.cloud import fetch_twins, twin_values
 
         return twin_values(fetch_twins(self._broker, device), "expected")
 
     def reported(self, device: str) -> dict[str, str]:
         """Reported (``actual``) values from edgecore's twin document."""
-        from kubeedge_twin.cloud import fetch_twins, twin_values
+        from kubeedge_sim.cloud import fetch_twins, twin_values
 
         return twin_values(fetch_twins(self._broker, device), "actual")
 
     def set_desired(self, device: str, values: Mapping[str, str]) -> None:
-        """Edit the Device in the simulated cloud (``kubeedge_twin.cloud.desired_topic``)."""
-        from kubeedge_twin.cloud import publish_cloud_update
+        """Edit the Device in the simulated cloud (``kubeedge_sim.cloud.desired_topic``)."""
+        from kubeedge_sim.cloud import publish_cloud_update
 
         publish_cloud_update(self._broker, device, values)
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from kubeedge_sim.certs import make_certificates
+from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, device_of
 from kubeedge_sim.cloudhub import CloudHub
 from kubeedge_sim.edgecore import RealEdgecore, is_current
-from kubeedge_twin.cloud import SIM_DESIRED_FILTERS, device_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class EdgeNode:
         """Take the simulated cloud's input from the broker until cancelled.
 
         ``cloud-trainer push --backend local`` and ``kubeedge-twin-sim set-desired`` publish
-        desired values on ``kubeedge_twin.cloud.desired_topic``, a topic edgecore does not
+        desired values on ``kubeedge_sim.cloud.desired_topic``, a topic edgecore does not
         subscribe to; here they become what editing the Device does in a cluster: a Device update
         (1.15+), or a ``cloud_updated`` (1.4), over the websocket.
         """

@@ -1,8 +1,12 @@
-"""The KubeEdge DeviceTwin protocol: topics, typed twin messages, a twin client, a stand-in."""
+"""The KubeEdge DeviceTwin protocol as a production program needs it.
+
+Topics, typed twin messages, an async twin client (MQTT, KubeEdge 1.4-1.14), a DMI mapper
+(KubeEdge 1.15+) and Device YAML reading. What plays KubeEdge on one machine (the edgecore
+stand-in, the simulated cloud) lives in ``kubeedge_sim``.
+"""
 
 from kubeedge_twin.client import TwinClient, TwinError, TwinSource
-from kubeedge_twin.crd import load_definitions
-from kubeedge_twin.engine import DeviceDefinition, TwinEngine
+from kubeedge_twin.crd import DeviceDefinition, load_definitions
 from kubeedge_twin.messages import (
     Delta,
     ErrorResult,
@@ -14,25 +18,20 @@ from kubeedge_twin.messages import (
     check_value,
     sanitize_value,
 )
-from kubeedge_twin.standin import EdgecoreStandIn
-from kubeedge_twin.store import TwinStore
 from kubeedge_twin.topics import DeviceRef, Layout, TwinTopics
 
 __all__ = [
     "Delta",
     "DeviceDefinition",
     "DeviceRef",
-    "EdgecoreStandIn",
     "ErrorResult",
     "Layout",
     "MsgTwin",
     "TwinClient",
-    "TwinEngine",
     "TwinError",
     "TwinFormatError",
     "TwinMessage",
     "TwinSource",
-    "TwinStore",
     "TwinTopics",
     "TwinValue",
     "TwinVersion",

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubeedge_twin.engine import DeviceDefinition
+
+@dataclass(frozen=True, slots=True)
+class DeviceDefinition:
+    """A device as a Device CR defines it: identity, node and desired twins with types."""
+
+    name: str
+    namespace: str = "default"
+    node: str = ""
+    description: str = ""
+    desired: Mapping[str, tuple[str, str]] = ()  # type: ignore[assignment] # name -> (value, type)
+    protocol: str = ""  # spec.protocol.protocolName (v1beta1): which DMI mapper serves it
+    config_data: Mapping[str, object] = ()  # type: ignore[assignment] # spec.protocol.configData
+    model: str = ""  # spec.deviceModelRef.name
 
 
 def _v1alpha2(doc: Mapping[str, Any]) -> DeviceDefinition:

@@ -34,7 +34,9 @@ from edge_runtime import (
 from edge_runtime.backends import load_model
 from edge_runtime.settings import Settings
 from edgeinfer.twins import MODEL_TWINS
-from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, Layout, TwinStore
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceDefinition, Layout
 from tests.conftest import REPO
 
 # KubeEdge's interface files, vendored by tag (third_party/kubeedge/README.md).

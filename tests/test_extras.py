@@ -45,17 +45,17 @@ assert shot.faces
         ("tensorflow", "cloud_trainer", "mappers"),
     ),
     "mappers": (
-        ["kubeedge-mapper --help", "kubeedge-twin-sim --help"],
+        ["kubeedge-mapper --help"],
         """
 import mappers, kubeedge_twin
 """,
-        ("tensorflow", "device_sim", "cloud_trainer", "edge_runtime"),
+        ("tensorflow", "device_sim", "cloud_trainer", "edge_runtime", "kubeedge_sim"),
     ),
     "kubeedge-sim": (
-        ["kubeedge-sim --help", "kubeedge-sim edgecore --help"],
+        ["kubeedge-sim --help", "kubeedge-sim edgecore --help", "kubeedge-twin-sim --help"],
         """
 import asyncio, pathlib, tempfile
-from kubeedge_sim import CloudHub
+from kubeedge_sim.cloudhub import CloudHub
 from kubeedge_sim.certs import make_certificates
 async def main():
     hub = CloudHub(make_certificates(pathlib.Path(tempfile.mkdtemp()), "n"), "n", current=True)

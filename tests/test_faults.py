@@ -21,7 +21,8 @@ from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status, encode_request
 from edgeinfer.twins import MODEL_STATUS
-from kubeedge_twin import EdgecoreStandIn, Layout
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_twin import Layout
 from tests.conftest import free_port, mosquitto_16, start_broker, stop_broker
 from tests.faults import Figures, Load, peak_rss_mb, seconds
 from tests.helpers import (
@@ -301,7 +302,9 @@ async def test_edgecore_restarted_mid_load(broker, registry, unique):
     """The edgecore stand-in stops and comes back with its database (edgecore keeps edge.db)
     under load: requests do not depend on it, and the runtime's reported twin is still there."""
     from edgeinfer.twins import MODEL_TWINS, MODEL_VERSION
-    from kubeedge_twin import DeviceDefinition, EdgecoreStandIn, TwinStore
+    from kubeedge_sim.standin import EdgecoreStandIn
+    from kubeedge_sim.store import TwinStore
+    from kubeedge_twin import DeviceDefinition
 
     figures = Figures("edgecore (stand-in) restart")
     settings = make_settings(broker.url, registry, unique, **{"twin.enabled": True})

@@ -84,7 +84,7 @@ PROGRAMS: dict[str, tuple[Command, float]] = {
     "kubeedge-mapper results": (_mapper("results"), 10.0),
     "kubeedge-twin-sim serve": (
         lambda url, _registry, tmp: [
-            "kubeedge_twin",
+            "kubeedge_sim.twin_sim",
             "--broker",
             url,
             "serve",

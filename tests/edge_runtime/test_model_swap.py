@@ -16,8 +16,8 @@ from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status
 from edge_runtime.__main__ import _startup_model
 from edgeinfer.twins import MODEL_TWINS
+from kubeedge_sim.dmi_edgecore import DmiEdgecore
 from kubeedge_twin import DeviceDefinition, Layout
-from kubeedge_twin.dmi.edgecore import DmiEdgecore
 from tests.helpers import (
     crd_schema,
     device,

@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_runtime import MqttTransport
-from kubeedge_sim import CURRENT, LEGACY, EdgeNode, Report, load_documents
-from kubeedge_twin import DeviceRef, EdgecoreStandIn, Layout, TwinClient, TwinStore, TwinTopics
+from kubeedge_sim.cloudhub import Report
+from kubeedge_sim.edgecore import CURRENT, LEGACY
+from kubeedge_sim.node import EdgeNode, load_documents
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
 from kubeedge_twin.crd import definitions
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin
 from tests.conftest import REPO, edgecore_binary

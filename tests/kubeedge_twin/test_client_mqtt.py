@@ -7,16 +7,9 @@ import asyncio
 import pytest
 
 from edge_runtime import MqttTransport
-from kubeedge_twin import (
-    DeviceDefinition,
-    DeviceRef,
-    EdgecoreStandIn,
-    Layout,
-    TwinClient,
-    TwinError,
-    TwinStore,
-    TwinTopics,
-)
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceDefinition, DeviceRef, Layout, TwinClient, TwinError, TwinTopics
 
 pytestmark = pytest.mark.integration
 

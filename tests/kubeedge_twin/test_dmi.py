@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from kubeedge_twin import DeviceDefinition, Layout, TwinStore
-from kubeedge_twin.dmi.edgecore import DmiEdgecore, RateLimiter
+from kubeedge_sim.dmi_edgecore import DmiEdgecore, RateLimiter
+from kubeedge_sim.engine import Outbox, TwinEngine
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceDefinition, Layout
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin, edgecore_socket_path
-from kubeedge_twin.engine import Outbox, TwinEngine
 from tests.conftest import REPO
 
 KUBEEDGE_FILES = REPO / "third_party" / "kubeedge"  # vendored by tag
@@ -277,7 +278,7 @@ async def test_a_cloud_side_desired_change_is_an_mqtt_delta_only_on_1_4(
     """KubeEdge 1.4 sends a delta on MQTT; 1.15+ (the stand-in with DMI) sends none: the
     change goes to the Device's mapper over DMI (none registered here)."""
     from edge_runtime import MqttTransport
-    from kubeedge_twin import EdgecoreStandIn
+    from kubeedge_sim.standin import EdgecoreStandIn
 
     layout = Layout.V1_4 if mode == "1.4" else Layout.V1_17
     store = TwinStore()

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from kubeedge_twin import DeviceDefinition, Layout, TwinEngine, TwinStore
+from kubeedge_sim.engine import TwinEngine
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceDefinition, Layout
 from kubeedge_twin.messages import TwinFormatError, check_value, report
 
 

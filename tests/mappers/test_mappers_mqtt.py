@@ -17,7 +17,9 @@ from edge_runtime import MqttTransport
 from edgeinfer import camera as contract
 from edgeinfer.faces import EMOTIONS
 from edgeinfer.twins import CAMERA_TWIN_TYPES, LAST_EMOTION
-from kubeedge_twin import DeviceRef, EdgecoreStandIn, Layout, TwinStore, TwinTopics
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin import DeviceRef, Layout, TwinTopics
 from kubeedge_twin.topics import TWIN_UPDATE_DELTA
 from mappers import CameraMapper, Connection, MappedDevice, ResultMapper, run_forever
 from tests.conftest import Broker, start_broker, stop_broker

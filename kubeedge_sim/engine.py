@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubeedge_sim.store import Device, Twin, TwinStore
+from kubeedge_twin.crd import DeviceDefinition
 from kubeedge_twin.messages import (
     Delta,
     ErrorResult,
@@ -26,7 +27,6 @@ from kubeedge_twin.messages import (
     new_event_id,
     now_ms,
 )
-from kubeedge_twin.store import Device, Twin, TwinStore
 from kubeedge_twin.topics import (
     ERROR_RESULT_TOPIC,
     MEMBERSHIP_GET_RESULT,
@@ -45,20 +45,6 @@ Outbox = list[tuple[str, bytes]]
 
 _STATES_1_4 = {"online", "offline", "unknown"}
 _STATES_NEWEST = {"online", "offline", "ok", "unknown", "unhealthy"}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceDefinition:
-    """A device as a Device CR defines it: identity, node and desired twins with types."""
-
-    name: str
-    namespace: str = "default"
-    node: str = ""
-    description: str = ""
-    desired: Mapping[str, tuple[str, str]] = ()  # type: ignore[assignment] # name -> (value, type)
-    protocol: str = ""  # spec.protocol.protocolName (v1beta1): which DMI mapper serves it
-    config_data: Mapping[str, object] = ()  # type: ignore[assignment] # spec.protocol.configData
-    model: str = ""  # spec.deviceModelRef.name
 
 
 def _parses(value: str, kind: str) -> bool:

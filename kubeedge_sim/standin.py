@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kubeedge_twin.cloud import SIM_DESIRED_FILTERS, device_of
-from kubeedge_twin.engine import DeviceDefinition, Outbox, TwinEngine
+from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, device_of
+from kubeedge_sim.engine import Outbox, TwinEngine
+from kubeedge_sim.store import TwinStore
+from kubeedge_twin.crd import DeviceDefinition
 from kubeedge_twin.messages import TwinFormatError, TwinMessage
-from kubeedge_twin.store import TwinStore
 from kubeedge_twin.topics import (
     MEMBERSHIP_GET,
     STATE_UPDATE,
@@ -33,7 +34,7 @@ from kubeedge_twin.topics import (
 )
 
 if TYPE_CHECKING:
-    from kubeedge_twin.dmi.edgecore import DmiEdgecore
+    from kubeedge_sim.dmi_edgecore import DmiEdgecore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class EdgecoreStandIn:
     1.4-1.14 (cloud-side desired changes go out as MQTT ``twin/update/delta``); with it,
     KubeEdge 1.15-1.23 (edgecore serves DMI on that socket and hands desired changes to the
     mapper of the Device's protocol with ``RegisterDevice``/``UpdateDevice``; no MQTT delta for
-    them, see ``kubeedge_twin.dmi.edgecore``). Edge-side MQTT twin traffic is the same in both.
+    them, see ``kubeedge_sim.dmi_edgecore``). Edge-side MQTT twin traffic is the same in both.
 
     Args:
         broker: ``mqtt://host:port``.
@@ -83,7 +84,7 @@ class EdgecoreStandIn:
         self._client.on_socket_open = _nodelay
         self.dmi: DmiEdgecore | None = None
         if dmi_socket:  # imported here: grpc is needed only by the DMI mode
-            from kubeedge_twin.dmi.edgecore import DmiEdgecore
+            from kubeedge_sim.dmi_edgecore import DmiEdgecore
 
             self.dmi = DmiEdgecore(self.engine, dmi_socket, self._send)
 

@@ -1,6 +1,6 @@
 """The DMI side of the edgecore stand-in: what edgecore 1.15-1.23 does, and never more.
 
-Followed from edgecore's own code at v1.23.1 (../../../shared/kubeedge/dmi/v1.23.1/edgecore):
+Followed from edgecore's own code at v1.23.1 (../../shared/kubeedge/dmi/v1.23.1/edgecore):
 ``server.go`` (``DeviceManagerService`` on a Unix socket; one limiter for every RPC,
 ``rate.NewLimiter(rate.Every(1000*time.Millisecond), 100)``, refusing with "... too many
 request ..."; ``MapperRegister`` refuses an empty protocol, stores one mapper per protocol and
@@ -26,9 +26,9 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, wrappers_pb2
 
+from kubeedge_sim.engine import Outbox, TwinEngine
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
 from kubeedge_twin.dmi.v1beta1 import api_pb2_grpc as rpc
-from kubeedge_twin.engine import Outbox, TwinEngine
 from kubeedge_twin.messages import now_ms
 
 _LOGGER = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
-from kubeedge_twin.cloud import fetch_twins, publish_cloud_update, twin_values
+from kubeedge_sim.cloud import fetch_twins, publish_cloud_update, twin_values
+from kubeedge_sim.standin import EdgecoreStandIn
+from kubeedge_sim.store import TwinStore
 from kubeedge_twin.crd import load_definitions
-from kubeedge_twin.standin import EdgecoreStandIn
-from kubeedge_twin.store import TwinStore
 from kubeedge_twin.topics import Layout
 
 
