@@ -9,6 +9,7 @@ KubeEdge 1.4 (stand-in 1.4 mode, edgecore v1.4.0).
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +180,30 @@ async def test_mqtt_1_4_a_twin_get_sent_while_edgecore_is_down_is_asked_again(
             await side.start_edgecore()
             await asyncio.wait_for(resync, 30)
             await desired_until(client, "model_version", "1.3.0")
+
+
+@pytest.mark.parametrize("which", SIDES)
+async def test_dmi_reports_beyond_edgecores_rate_limit_all_land(which, broker, short_tmp, unique):
+    """Edgecore allows a node's DMI calls a burst of 100, then one a second ("too many
+    request" beyond, server.go): 105 devices reporting at once are refused some calls, and the
+    mapper's retries land every value."""
+    count = 105
+    (model,) = [d for d in runtime_documents("v1beta1") if d["kind"] == "DeviceModel"]
+    (device,) = [d for d in runtime_documents("v1beta1") if d["kind"] == "Device"]
+    names = [f"rt-{i:03d}" for i in range(count)]
+    devices = []
+    for name in names:
+        clone = copy.deepcopy(device)
+        clone["metadata"]["name"] = name
+        devices.append(clone)
+    async with kubeedge(which, True, broker.url, short_tmp, unique) as side:
+        await side.apply([model, *devices])
+        mapper = runtime_mapper(side, short_tmp)
+        twins = [mapper.follow("default", name) for name in names]
+        async with running(mapper):
+            await until(lambda: all(t.current() is not None for t in twins), timeout_s=60)
+            reports = [t.report({"model_status": f"s-{t.name}"}) for t in twins]
+            await asyncio.wait_for(asyncio.gather(*reports), 120)
+            for name in names:
+                await reported_until(side, f"default/{name}", model_status=f"s-{name}")
+        assert mapper.rate_limited > 0  # the limit was really hit

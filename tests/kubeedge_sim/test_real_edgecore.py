@@ -101,3 +101,33 @@ async def test_dmi_a_camera_deleted_in_the_cloud_is_no_longer_served(broker, sho
             await until(lambda: "cam-00" not in mapper.served)
             session.cancel()
             dmi_task.cancel()
+
+
+async def test_mqtt_1_4_a_runtime_that_reached_the_broker_first_reports_once_edgecore_is_up(
+    broker, registry, short_tmp, unique
+):
+    """A node's reboot can bring the runtime to mosquitto before edgecore v1.4.0 subscribes: its
+    first twin/get and report are lost. It asks again until edgecore answers, then reports, so
+    the cloud learns which version it serves without any cloud change."""
+    from tests.helpers import make_settings, running_runtime
+
+    settings = make_settings(
+        broker.url,
+        registry,
+        unique,
+        **{
+            "twin.enabled": True,
+            "twin.layout": "1.4",
+            "twin.device": RUNTIME,
+            "twin.cache_dir": str(short_tmp / "cache"),
+        },
+    )
+    async with kubeedge("real", False, broker.url, short_tmp, unique) as side:
+        assert isinstance(side, RealSide)
+        await side.apply(runtime_documents("v1alpha2"))
+        await side.stop_edgecore()
+        async with running_runtime(settings):
+            await asyncio.sleep(2)  # its get and report went nowhere
+            assert side.reported(RUNTIME) == {}
+            await side.start_edgecore()
+            await reported_until(side, RUNTIME, model_version="1.0.0", model_status="serving")
