@@ -139,6 +139,10 @@ class TwinClient:
             self._last_desired = desired
             self._desired.put_nowait(desired)
 
+    def current(self) -> dict[str, str] | None:
+        """The desired values known last (None before any came)."""
+        return None if self._last_desired is None else dict(self._last_desired)
+
     async def get(self, timeout_s: float = 5.0) -> dict[str, MsgTwin]:
         """Ask edgecore for every twin of the device.
 

@@ -32,6 +32,8 @@ from grpc import aio
 
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
 from kubeedge_twin.dmi.v1beta1 import api_pb2_grpc as rpc
+from kubeedge_twin.messages import check_value
+from kubeedge_twin.topics import DeviceRef
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ DEFAULT_EDGECORE_SOCKET = "/etc/kubeedge/dmi.sock"
 RATE_LIMITED = "too many request"  # edgecore's words when its limiter refuses a call
 _CALL_TIMEOUT_S = 10.0
 _BACKOFF_MAX_S = 8.0
+_MISSING_MAX_S = 10.0  # registering again while a followed Device is missing
+_SWEEP_S = 30.0  # registering again for Devices nobody named (an adopting mapper)
 
 
 def edgecore_socket_path(configured: str) -> str:
@@ -111,6 +115,25 @@ class DmiTwin:
         self._device = device
 
     @property
+    def device(self) -> DeviceRef:
+        """The device."""
+        return DeviceRef(self._device.name, self._device.namespace)
+
+    @property
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """Nothing to subscribe to: edgecore calls the mapper."""
+        return []
+
+    def handle(self, _topic: str, _payload: bytes) -> bool:
+        """No MQTT message is a DMI twin's."""
+        return False
+
+    @property
+    def bad_messages(self) -> int:
+        """Malformed inbound twin messages (none over DMI: gRPC parses them)."""
+        return 0
+
+    @property
     def name(self) -> str:
         """The device's name."""
         return self._device.name
@@ -133,11 +156,21 @@ class DmiTwin:
         """The desired values edgecore gave last (``None`` before it gave any)."""
         return None if self._device.desired is None else dict(self._device.desired)
 
-    def report(self, values: Mapping[str, str]) -> asyncio.Future[None]:
+    def report(
+        self, values: Mapping[str, str], types: Mapping[str, str] | None = None
+    ) -> asyncio.Future[None]:
         """Report values; sent with the device's other twins in one coalesced call.
 
-        The future completes when edgecore accepted a report holding these values.
+        The future completes when edgecore accepted a report holding these values. (``types``:
+        a DMI twin carries none; the DeviceModel declares them.)
+
+        Raises:
+            TwinFormatError: if a value breaks KubeEdge's value pattern (edgecore's twin update
+                would refuse it, telling the mapper nothing).
         """
+        del types
+        for value in values.values():
+            check_value(value)
         self._device.reported.update(values)
         self._device.dirty = True
         return self._mapper._schedule(self._device)
@@ -146,6 +179,12 @@ class DmiTwin:
         """Report the device's state (``online``, ``offline``, ``ok``, ...; edgecore 1.18+)."""
         self._device.state = state
         return self._mapper._schedule(self._device)
+
+    async def resync(self) -> None:
+        """Send the reported values again (edgecore asks nothing; it calls us with changes)."""
+        if self._device.reported:
+            self._device.dirty = True
+            await asyncio.shield(self._mapper._schedule(self._device))
 
 
 class DmiMapper:
@@ -272,8 +311,8 @@ class DmiMapper:
         # Edgecore drops a Device whose RegisterDevice fails (its model not yet in its cache:
         # cloudcore sends both back to back, dmiworker.go dealMetaDeviceOperation) and never
         # retries; the Device stays in its cache, so registering again brings it. Asked again,
-        # less and less often (up to every 30 s), while a followed Device is missing, and for
-        # good by a mapper that takes whatever Devices edgecore has (``on_new_device``).
+        # less and less often (up to every 10 s) while a followed Device is missing, and every
+        # 30 s for good by a mapper that takes whatever Devices edgecore has (``on_new_device``).
         missing_wait = next_missing = 0.0
         while True:
             identity = self._identity()
@@ -294,7 +333,8 @@ class DmiMapper:
                             ", ".join(missing),
                         )
                     registered_with = None
-                    missing_wait = min(30.0, missing_wait * 2)
+                    # a followed Device missing: every 10 s at most; else a slow sweep
+                    missing_wait = min(_MISSING_MAX_S if missing else _SWEEP_S, missing_wait * 2)
                     next_missing = now + missing_wait
             elif not missing:
                 missing_wait = 0.0

@@ -194,8 +194,10 @@ async def until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
             await asyncio.sleep(0.05)
 
 
-async def reported_until(side: Side, device_id: str, **values: str) -> None:
-    await until(lambda: all(side.reported(device_id).get(k) == v for k, v in values.items()))
+async def reported_until(side: Side, device_id: str, timeout_s: float = 30, **values: str) -> None:
+    await until(
+        lambda: all(side.reported(device_id).get(k) == v for k, v in values.items()), timeout_s
+    )
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ from kubeedge_twin.dmi.mapper import DmiMapper
 from mappers import CameraMapper, Connection, run_forever
 from tests.helpers import crd_schema, socket_directory
 from tests.kubeedge_sim.sides import (
+    DEPLOY,
     RUNTIME,
     desired_until,
     documents,
@@ -53,8 +54,16 @@ async def test_dmi_a_device_known_before_the_mapper_then_edited_then_reported(
 ):
     """The Device reaches edgecore first: MapperRegister(withData) carries it; a cloud edit comes
     as UpdateDevice; a report reaches the cloud."""
+    docs = runtime_documents("v1beta1", model_version="1.0.0")
+    for doc in docs:  # configData reaches the mapper as edgecore's ConvertDevice packs it
+        if doc["kind"] == "Device":
+            doc["spec"]["protocol"]["configData"] = {
+                "host": "gpu-1.local",
+                "port": 554,
+                "hdr": True,
+            }
     async with kubeedge(which, True, broker.url, short_tmp, unique) as side:
-        await side.apply(runtime_documents("v1beta1", model_version="1.0.0"))
+        await side.apply(docs)
         await asyncio.sleep(0.5)  # edgecore stores it before any mapper asks
         mapper = runtime_mapper(side, short_tmp)
         twin = mapper.follow("default", RUNTIME)
@@ -74,6 +83,8 @@ async def test_dmi_a_device_known_before_the_mapper_then_edited_then_reported(
             "model_signature": "",
             "model_status": "",
         }
+        # every number a float32 FloatValue after Go's JSON round trip (util.go dataToAny)
+        assert twin.config() == {"host": "gpu-1.local", "port": 554.0, "hdr": True}
         status = side.device_status(f"default/{RUNTIME}")
     assert status is not None
     jsonschema.validate(status, crd_schema("DeviceStatus", "v1beta1"))
@@ -201,9 +212,64 @@ async def test_dmi_reports_beyond_edgecores_rate_limit_all_land(which, broker, s
         mapper = runtime_mapper(side, short_tmp)
         twins = [mapper.follow("default", name) for name in names]
         async with running(mapper):
-            await until(lambda: all(t.current() is not None for t in twins), timeout_s=60)
+            await until(lambda: all(t.current() is not None for t in twins), timeout_s=90)
             reports = [t.report({"model_status": f"s-{t.name}"}) for t in twins]
             await asyncio.wait_for(asyncio.gather(*reports), 120)
             for name in names:
                 await reported_until(side, f"default/{name}", model_status=f"s-{name}")
         assert mapper.rate_limited > 0  # the limit was really hit
+
+
+@pytest.mark.parametrize("which", SIDES)
+async def test_mqtt_1_4_a_device_bound_later_is_asked_for_until_it_exists(
+    which, broker, short_tmp, unique
+):
+    """twin/get for a Device the cloud has not bound yet answers 404; the client asks again
+    until the Device exists."""
+    async with (
+        kubeedge(which, False, broker.url, short_tmp, unique) as side,
+        mqtt_twin(broker.url, RUNTIME, f"twin-{unique}") as client,
+    ):
+        resync = asyncio.create_task(client.resync(first_timeout_s=0.5, max_wait_s=1))
+        await asyncio.sleep(2)
+        assert not resync.done()  # 404s so far
+        await side.apply(runtime_documents("v1alpha2", model_version="1.0.0"))
+        await asyncio.wait_for(resync, 30)
+        await desired_until(client, "model_version", "1.0.0")
+
+
+@pytest.mark.parametrize("which", SIDES)
+async def test_mqtt_1_4_the_camera_mapper_relays_a_cloud_edit_and_the_cameras_status(
+    which, broker, short_tmp, unique
+):
+    """KubeEdge 1.4, the camera mapper on MQTT twins: a cloud edit of capture_fps reaches the
+    camera's control topic, and the camera's status comes back as the twin's actual value."""
+    from mappers.profile import load_devices
+
+    root = f"emotion-{unique}"
+    devices = load_devices([DEPLOY / "v1alpha2" / "camera-device.yaml"], "emotion-camera")
+    mapper = CameraMapper(
+        devices, topics=TwinTopics(Layout.V1_4), topic_root=root, report_interval_s=0.1
+    )
+    watcher = MqttTransport(
+        broker.url,
+        client_id=f"watch-{unique}",
+        clean_start=True,
+        session_expiry_s=0,
+        subscriptions=[(contract.control_topic(root, "cam-00"), 1)],
+    )
+    async with kubeedge(which, False, broker.url, short_tmp, unique) as side:
+        await side.apply(documents("v1alpha2", "camera-model.yaml", "camera-device.yaml"))
+        connection = Connection(broker.url, client_id=f"cam-mapper-{unique}")
+        async with watcher, asyncio.TaskGroup() as tasks:
+            await watcher.wait_connected(10)
+            session = tasks.create_task(run_forever(connection, mapper.session))
+            await side.set_desired("cam-00", {"capture_fps": "2"})
+            async with asyncio.timeout(30):
+                async for message in watcher.messages():
+                    if contract.CameraControl.decode(message.payload).capture_fps == 2:
+                        break
+            status = contract.CameraStatus(state="online", capture_fps=2.0, enabled=True)
+            await watcher.publish(contract.status_topic(root, "cam-00"), status.encode())
+            await reported_until(side, "cam-00", capture_fps="2", enabled="true")
+            session.cancel()

@@ -24,6 +24,7 @@ from tests.kubeedge_sim.sides import (
     desired_until,
     documents,
     kubeedge,
+    mqtt_twin,
     reported_until,
     running,
     runtime_documents,
@@ -125,6 +126,8 @@ async def test_mqtt_1_4_a_runtime_that_reached_the_broker_first_reports_once_edg
     async with kubeedge("real", False, broker.url, short_tmp, unique) as side:
         assert isinstance(side, RealSide)
         await side.apply(runtime_documents("v1alpha2"))
+        async with mqtt_twin(broker.url, RUNTIME, f"probe-{unique}") as probe:
+            await probe.resync()  # edgecore has the Device (its membership is sent only once)
         await side.stop_edgecore()
         async with running_runtime(settings):
             await asyncio.sleep(2)  # its get and report went nowhere
