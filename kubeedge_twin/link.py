@@ -31,6 +31,11 @@ class TwinLink(Protocol):
         """Take an inbound MQTT message; False if it is not this twin's (always, over DMI)."""
         ...
 
+    @property
+    def bad_messages(self) -> int:
+        """Inbound twin messages that were malformed (counted, never fatal)."""
+        ...
+
     def desired(self) -> AsyncIterator[dict[str, str]]:
         """Every desired value of the device, each time one of them changes."""
         ...

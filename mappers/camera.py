@@ -14,16 +14,18 @@ with ``ReportDeviceStatus``/``ReportDeviceStates``, coalesced within edgecore's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiomqtt
 
 from edgeinfer import camera as contract
 from edgeinfer.twins import CAMERA_DESIRED, CAPTURE_FPS, ENABLED, LAST_EMOTION, MODEL_VERSION
-from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
-from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin
+from kubeedge_twin import TwinClient, TwinFormatError, TwinTopics, sanitize_value
+from kubeedge_twin.dmi.mapper import DmiMapper
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
+from kubeedge_twin.link import TwinLink
 from kubeedge_twin.messages import data_update
 from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
@@ -62,6 +64,23 @@ def _ignore(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _send(metrics: MapperMetrics, kind: str, send: Callable[[], asyncio.Future[None]]) -> None:
+    """Hand a report to the twin, not awaited.
+
+    The DMI twin sends it on its device's turn (edgecore takes about one call a second for the
+    whole node), the MQTT one when the broker takes it; a value KubeEdge would refuse is counted
+    and logged, not fatal.
+    """
+    try:
+        future = send()
+    except TwinFormatError as exc:
+        metrics.refused(f"{kind}_value")
+        _LOGGER.warning("not reporting %s: %s", kind, exc)
+        return
+    future.add_done_callback(_ignore)
+    metrics.reported(kind)
+
+
 class _Camera:
     """One camera's twin client, reporter and last known state within a connection."""
 
@@ -72,12 +91,12 @@ class _Camera:
         topics: TwinTopics,
         metrics: MapperMetrics,
         interval_s: float,
-        dmi: DmiTwin | None = None,
+        twin: TwinLink | None = None,
     ) -> None:
         self.device = device
         self._client = client
         self._metrics = metrics
-        self.twin: TwinClient | DmiTwin = dmi or TwinClient(
+        self.twin: TwinLink = twin or TwinClient(
             device.ref, topics=topics, publish=twin_publisher(client)
         )
         self._device_id = topics.device_id(device.ref)
@@ -87,14 +106,7 @@ class _Camera:
 
     async def _report(self, values: Mapping[str, str]) -> None:
         types = {name: self.device.twins[name] for name in values}
-        twin = self.twin
-        if isinstance(twin, DmiTwin):
-            # Not awaited: the DMI mapper keeps the latest values and sends them on this
-            # device's turn (edgecore takes about one call a second for the whole node).
-            twin.report(values).add_done_callback(_ignore)
-            self._metrics.reported("twin")
-        else:
-            await publish_safely(self._metrics, "twin", lambda: twin.report(values, types))
+        _send(self._metrics, "twin", lambda: self.twin.report(values, types))
         data = {k: v for k, v in values.items() if k in self.device.data_properties}
         if data:
             topic, payload = data_topic(self._device_id), data_update(data, types)
@@ -107,12 +119,7 @@ class _Camera:
         if status.state != self.state:
             self.state = status.state
             state = status.state
-            twin = self.twin
-            if isinstance(twin, DmiTwin):
-                twin.report_state(state).add_done_callback(_ignore)
-                self._metrics.reported("state")
-            else:
-                await publish_safely(self._metrics, "state", lambda: twin.report_state(state))
+            _send(self._metrics, "state", lambda: self.twin.report_state(state))
         self.reporter.offer(_actual(status))
 
     async def resend(self) -> None:
@@ -231,9 +238,8 @@ class CameraMapper:
         """Serve one connection until it drops: subscribe, re-read twins, bridge."""
         cameras = {name: self._camera(client, name) for name in self._devices}
         for camera in cameras.values():
-            if isinstance(camera.twin, TwinClient):
-                for topic, qos in camera.twin.subscriptions:
-                    await client.subscribe(topic, qos)
+            for topic, qos in camera.twin.subscriptions:
+                await client.subscribe(topic, qos)
         await client.subscribe(contract.status_filter(self._root), 1)
         async with asyncio.TaskGroup() as tg:
             for camera in cameras.values():
@@ -244,23 +250,19 @@ class CameraMapper:
             async def resync() -> None:
                 for camera in list(cameras.values()):
                     await camera.resend()
-                # The get/result feeds desired() like a delta does (DMI: edgecore calls us).
-                await asyncio.gather(
-                    *(
-                        c.twin.request_twins()
-                        for c in cameras.values()
-                        if isinstance(c.twin, TwinClient)
-                    )
-                )
+                # Edgecore may have lost what it was sent (its restart is invisible on the
+                # broker): ask again, for one resync period at most.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._resync_s):
+                        await asyncio.gather(*(c.twin.resync() for c in list(cameras.values())))
 
             await every_until_done(receiver, self._resync_s, resync)
             arrivals.cancel()
 
     async def _forward_desired(self, client: aiomqtt.Client, camera: _Camera) -> None:
-        if isinstance(camera.twin, DmiTwin):
-            current = camera.twin.current()  # a new connection: the broker may have lost it
-            if current is not None:
-                await self._control(client, camera, current)
+        current = camera.twin.current()  # a new connection: the broker may have lost it
+        if current is not None:
+            await self._control(client, camera, current)
         async for desired in camera.twin.desired():
             await self._control(client, camera, desired)
 
@@ -294,8 +296,6 @@ class CameraMapper:
 
     def _twin_message(self, cameras: Mapping[str, _Camera], topic: str, payload: bytes) -> None:
         for camera in cameras.values():
-            if not isinstance(camera.twin, TwinClient):
-                continue
             bad_before = camera.twin.bad_messages
             if camera.twin.handle(topic, payload):
                 if camera.twin.bad_messages > bad_before:
