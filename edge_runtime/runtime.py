@@ -18,7 +18,9 @@ from edge_runtime.mqtt_door import MqttDoor
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import Settings, TwinLayout, TwinTransport
 from edge_runtime.transport import MqttTransport
-from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinSource, TwinTopics
+from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
+from kubeedge_twin.client import Publish
+from kubeedge_twin.link import TwinLink
 
 if TYPE_CHECKING:
     from edge_runtime.web.server import HttpListener
@@ -64,31 +66,15 @@ class Runtime:
         self.service = InferenceService(
             settings.batch, model=model, metrics=self.metrics, clock=clock
         )
-        self._twin: TwinClient | None = None  # the MQTT twin (KubeEdge 1.4-1.14)
-        self._dmi: DmiMapper | None = None  # the DMI mapper (KubeEdge 1.15+)
+        self._twin: TwinLink | None = None  # the runtime's own Device (MQTT or DMI)
+        self._dmi: DmiMapper | None = None  # what serves it over DMI (KubeEdge 1.15+)
         self._model_sync: ModelSync | None = None
         self._twin_resync: asyncio.Task[None] | None = None
-        twin: TwinSource | None = None
         if settings.twin.enabled:
-            if settings.twin.transport is TwinTransport.DMI:
-                from kubeedge_twin.dmi.mapper import DmiMapper  # grpc: only for DMI
-
-                self._dmi = DmiMapper(
-                    name=f"edgeinfer-{settings.runtime_id}",
-                    protocol=settings.dmi.protocol,
-                    socket=settings.dmi.socket,
-                    edgecore_socket=settings.dmi.edgecore_socket,
-                )
-                twin = self._dmi.follow(settings.twin.namespace, settings.twin_device)
-            else:
-                layout = Layout.V1_4 if settings.twin.layout is TwinLayout.V1_4 else Layout.V1_17
-                twin = self._twin = TwinClient(
-                    DeviceRef(settings.twin_device, settings.twin.namespace),
-                    topics=TwinTopics(layout),
-                    publish=lambda topic, payload: self._mqtt.transport.publish_nowait(
-                        topic, payload
-                    ),
-                )
+            self._twin, self._dmi = _twin_link(
+                settings,
+                lambda topic, payload: self._mqtt.transport.publish_nowait(topic, payload),
+            )
         self._mqtt = MqttDoor(
             settings,
             self.service,
@@ -99,10 +85,10 @@ class Runtime:
             on_connect=self._resync_twin,
             clock=clock,
         )
-        if twin is not None:
+        if self._twin is not None:
             self._model_sync = ModelSync(
                 settings,
-                twin,
+                self._twin,
                 current=model,
                 swap=self.service.swap,
                 initial=served,
@@ -244,8 +230,11 @@ class Runtime:
         await self._mqtt.publish_offline()
 
     def _resync_twin(self) -> None:
-        """After each (re)connect, re-read and report the MQTT twin (deltas may be missed)."""
-        if self._twin is not None and self._model_sync is not None:
+        """After each (re)connect, re-read and report a twin that rides on MQTT.
+
+        Deltas may have been missed meanwhile; a DMI twin's edgecore does not see the broker.
+        """
+        if self._twin is not None and self._twin.subscriptions and self._model_sync is not None:
             if self._twin_resync is not None:
                 self._twin_resync.cancel()
             self._model_sync.report()
@@ -254,7 +243,27 @@ class Runtime:
             )
 
 
-async def _resync_until_answered(twin: TwinClient, model_sync: ModelSync) -> None:
+def _twin_link(settings: Settings, publish: Publish) -> tuple[TwinLink, DmiMapper | None]:
+    """The runtime Device's twin, and the DMI mapper that must run beside it (if any).
+
+    Over DMI on KubeEdge 1.15+, over MQTT (published with ``publish``) on 1.4-1.14.
+    """
+    device = DeviceRef(settings.twin_device, settings.twin.namespace)
+    if settings.twin.transport is TwinTransport.DMI:
+        from kubeedge_twin.dmi.mapper import DmiMapper  # grpc: only for DMI
+
+        mapper = DmiMapper(
+            name=f"edgeinfer-{settings.runtime_id}",
+            protocol=settings.dmi.protocol,
+            socket=settings.dmi.socket,
+            edgecore_socket=settings.dmi.edgecore_socket,
+        )
+        return mapper.follow(device.namespace, device.name), mapper
+    layout = Layout.V1_4 if settings.twin.layout is TwinLayout.V1_4 else Layout.V1_17
+    return TwinClient(device, topics=TwinTopics(layout), publish=publish), None
+
+
+async def _resync_until_answered(twin: TwinLink, model_sync: ModelSync) -> None:
     """``twin/get`` until edgecore answers, then report again.
 
     A get or report sent before edgecore 1.4 subscribed (a node's reboot can order it so) is lost.
