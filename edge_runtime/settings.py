@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import math
 import re
 import typing
@@ -21,6 +22,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from edge_runtime.errors import ConfigError
+from kubeedge_twin.versions import KubeEdge
+
+_LOGGER = logging.getLogger(__name__)
 
 ENV_PREFIX = "EDGE_"
 
@@ -235,14 +239,22 @@ class TwinSettings:
     """KubeEdge device-twin synchronisation of the served model."""
 
     enabled: bool = setting(True, "Follow the desired model in the runtime's device twin.")
+    kubeedge_version: str = setting(
+        "1.4",
+        "KubeEdge release of the edge node (1.4 ... 1.23): how desired values arrive (MQTT "
+        "deltas up to 1.14, DMI from 1.15), the topic layout and edgecore's DMI socket follow "
+        "from it (twin.transport, twin.layout and dmi.edgecore_socket, when not set).",
+    )
     transport: TwinTransport = setting(
         TwinTransport.MQTT,
-        "How desired values arrive: mqtt (KubeEdge 1.4-1.14, $hw/... deltas) or dmi "
-        "(KubeEdge 1.15+: edgecore calls the runtime over DMI, see the dmi.* settings).",
+        "Deprecated (set twin.kubeedge_version): mqtt (KubeEdge 1.4-1.14, $hw/... deltas) or "
+        "dmi (KubeEdge 1.15+: edgecore calls the runtime over DMI, see the dmi.* settings).",
     )
     device: str = setting("", "KubeEdge device name; empty means emotion-runtime-<runtime_id>.")
     namespace: str = setting("default", "Device namespace (KubeEdge >= 1.17 layout).")
-    layout: TwinLayout = setting(TwinLayout.V1_4, "Twin topic layout: 1.4 or 1.17.")
+    layout: TwinLayout = setting(
+        TwinLayout.V1_4, "Deprecated (set twin.kubeedge_version): twin topic layout, 1.4 or 1.17."
+    )
     cache_dir: str = setting(
         ".state/model-cache", "Content-addressed cache of fetched model versions."
     )
@@ -260,7 +272,8 @@ class DmiSettings:
 
     edgecore_socket: str = setting(
         "/etc/kubeedge/dmi.sock",
-        "edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock (1.23+).",
+        "edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock (1.23+); "
+        "unset, KubeEdge's default for twin.kubeedge_version.",
     )
     socket: str = setting(
         "/etc/kubeedge/edgeinfer.sock",
@@ -380,10 +393,32 @@ def load_settings(
         if key not in specs:
             raise ConfigError(key, value, "unknown setting")
         values[key] = value
+    _apply_release(values)
     converted = {key: _convert(specs[key], raw) for key, raw in values.items()}
     settings = typing.cast(Settings, _build(Settings, converted, ""))
     _validate(settings)
     return settings
+
+
+def _apply_release(values: dict[str, object]) -> None:
+    """What ``twin.kubeedge_version`` decides (``KubeEdge.of``), unless set on its own."""
+    raw = str(values.get("twin.kubeedge_version", "1.4"))
+    try:
+        release = KubeEdge.of(raw)
+    except ValueError as exc:
+        raise ConfigError("twin.kubeedge_version", raw, str(exc)) from exc
+    for key in ("twin.transport", "twin.layout", "dmi.edgecore_socket"):
+        if values.get(key) == "":
+            del values[key]  # empty: the release decides (as in the ConfigMap)
+    for key in ("twin.transport", "twin.layout"):
+        if key in values:
+            _LOGGER.warning(
+                "setting %s is deprecated: set twin.kubeedge_version (it decides this)", key
+            )
+    values.setdefault("twin.transport", release.transport)
+    values.setdefault("twin.layout", release.layout.value)
+    if release.dmi_socket:
+        values.setdefault("dmi.edgecore_socket", release.dmi_socket)
 
 
 def _read_yaml(path: Path) -> dict[str, object]:

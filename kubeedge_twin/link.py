@@ -59,5 +59,8 @@ class TwinLink(Protocol):
         ...
 
     async def resync(self) -> None:
-        """Make sure edgecore knows of us and we of the desired values (after a reconnect)."""
+        """Make sure the desired values known are edgecore's (after a reconnect).
+
+        Over MQTT: ask until edgecore answers. Over DMI there is nothing to ask (edgecore calls).
+        """
         ...

@@ -181,10 +181,10 @@ class DmiTwin:
         return self._mapper._schedule(self._device)
 
     async def resync(self) -> None:
-        """Send the reported values again (edgecore asks nothing; it calls us with changes)."""
-        if self._device.reported:
-            self._device.dirty = True
-            await asyncio.shield(self._mapper._schedule(self._device))
+        """Nothing to ask: edgecore calls the mapper with every change.
+
+        (The mapper registers again, and reports everything again, when edgecore restarts.)
+        """
 
 
 class DmiMapper:

@@ -125,4 +125,4 @@ def test_mapper_config_map_names_only_mapper_options(overlay):
     runtime = next(
         d for n, d in by_kind(overlay, "ConfigMap").items() if n.startswith("edge-runtime")
     )
-    assert runtime["data"]["EDGE_TWIN_LAYOUT"] == layout
+    assert load_settings(runtime["data"], None, {}).twin.layout.value == layout

@@ -99,3 +99,34 @@ def test_flag_aliases_from_the_issue_exist():
         "model.path": "x.tflite",
         "config": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("version", "transport", "layout", "socket"),
+    [
+        ("1.4", "mqtt", "1.4", "/etc/kubeedge/dmi.sock"),
+        ("1.14", "mqtt", "1.4", "/etc/kubeedge/dmi.sock"),
+        ("1.15", "dmi", "1.4", "/etc/kubeedge/dmi.sock"),
+        ("1.17", "dmi", "1.17", "/etc/kubeedge/dmi.sock"),
+        ("v1.23.1", "dmi", "1.17", "/etc/kubeedge"),
+    ],
+)
+def test_the_kubeedge_version_decides_transport_layout_and_socket(
+    version, transport, layout, socket
+):
+    settings = load_settings({"EDGE_TWIN_KUBEEDGE_VERSION": version})
+    assert settings.twin.transport.value == transport
+    assert settings.twin.layout.value == layout
+    assert settings.dmi.edgecore_socket == socket
+
+
+def test_the_old_transport_and_layout_keys_still_win_with_a_deprecation_line(caplog):
+    settings = load_settings({"EDGE_TWIN_KUBEEDGE_VERSION": "1.23", "EDGE_TWIN_LAYOUT": "1.4"})
+    assert settings.twin.layout.value == "1.4"
+    assert settings.twin.transport.value == "dmi"
+    assert "twin.layout is deprecated" in caplog.text
+
+
+def test_a_kubeedge_release_older_than_1_4_is_refused():
+    with pytest.raises(ConfigError, match=r"twin\.kubeedge_version"):
+        load_settings({"EDGE_TWIN_KUBEEDGE_VERSION": "1.3"})
