@@ -17,11 +17,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from edge_runtime.errors import ConfigError
+from edgeinfer.broker import Broker
 from kubeedge_twin.versions import KubeEdge
 
 _LOGGER = logging.getLogger(__name__)
@@ -544,13 +544,10 @@ def _validate(s: Settings) -> None:
         "must be empty or a topic filter using only the placeholders {root} and {device}, "
         "with {device} in it",
     )
-    url = urlsplit(s.mqtt.broker)
-    _require(
-        url.scheme in {"mqtt", "mqtts", "tcp", "ssl"} and bool(url.hostname),
-        "mqtt.broker",
-        s.mqtt.broker,
-        "expected mqtt://host:port or mqtts://host:port",
-    )
+    try:
+        Broker.parse(s.mqtt.broker)
+    except ValueError as exc:
+        raise ConfigError("mqtt.broker", s.mqtt.broker, str(exc)) from exc
     for key, number in (
         ("mqtt.keepalive_s", s.mqtt.keepalive_s),
         ("mqtt.connect_timeout_s", s.mqtt.connect_timeout_s),

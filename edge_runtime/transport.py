@@ -20,14 +20,12 @@ import collections
 import contextlib
 import logging
 import random
-import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -38,6 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_runtime import wire
 from edge_runtime.errors import BrokerUnavailable, ConfigError
 from edge_runtime.paho_client import PahoClient
+from edgeinfer.broker import Broker, set_socket_options
 
 _LOGGER = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 2.0
@@ -69,28 +68,6 @@ class Will:
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Host, port and TLS flag parsed from a broker URL."""
-
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """Parse ``mqtt://host:port`` or ``mqtts://host:port``.
-
-        Raises:
-            ConfigError: for anything else.
-        """
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"} or not parts.hostname:
-            raise ConfigError("mqtt.broker", url, "expected mqtt://host:port")
-        tls = parts.scheme in {"mqtts", "ssl"}
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls)
-
-
-@dataclass(frozen=True, slots=True)
 class Credentials:
     """Optional user name, password and TLS files."""
 
@@ -102,8 +79,7 @@ class Credentials:
 
 
 def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    # Nagle + the broker's delayed ACK stall QoS 1 request/response by ~40 ms.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    set_socket_options(sock)
 
 
 def _publish_properties(content_type: str) -> Properties:
@@ -203,7 +179,10 @@ class MqttTransport:
         self._outgoing: list[bytes] = []  # packets of this loop turn, written in one send
         self._flush_soon = False
         self._on_connect_callback = on_connect
-        self._address = BrokerAddress.parse(broker)
+        try:
+            self._address = Broker.parse(broker)
+        except ValueError as exc:
+            raise ConfigError("mqtt.broker", broker, str(exc)) from exc
         self._client_id = client_id
         self._subscriptions = list(subscriptions)
         self._keepalive_s = keepalive_s

@@ -16,11 +16,11 @@ import json
 import threading
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeinfer.broker import Broker
 from kubeedge_twin.messages import (
     MsgTwin,
     TwinMessage,
@@ -66,9 +66,11 @@ def cloud_update(values: Mapping[str, str], resource_version: int | None = None)
 
 def _connected_client(broker: str) -> mqtt.Client:
     """A clean-session paho client connected to ``broker`` with its network loop running."""
-    url = urlsplit(broker)
+    address = Broker.parse(broker)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+    if address.tls:
+        client.tls_set()
+    client.connect(address.host, address.port, keepalive=30)
     client.loop_start()
     return client
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+from edgeinfer.broker import Broker
 from kubeedge_sim.certs import Certificates
 
 # What each KubeEdge release means here: the Device API, twins over DMI or MQTT, topic layout.
@@ -105,8 +105,7 @@ def edgecore_config(
 ) -> dict[str, Any]:
     """The binary's default config with the keys running here needs (see the module docstring)."""
     config: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(default)))
-    url = urlsplit(broker)
-    broker_tcp = f"tcp://{url.hostname or '127.0.0.1'}:{url.port or 1883}"
+    broker_tcp = Broker.parse(broker).tcp
     modules = config["modules"]
     settings: dict[str, Any] = {
         "database.dataSource": str(paths.database),

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+from edgeinfer.broker import SOCKET_OPTIONS, Broker
 from kubeedge_sim.certs import make_certificates
 from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, device_of
 from kubeedge_sim.cloudhub import CloudHub
@@ -159,11 +159,16 @@ class EdgeNode:
         """
         import aiomqtt  # the simulated cloud's input only
 
-        url = urlsplit(self.broker)
+        address = Broker.parse(self.broker)
         topic = SIM_DESIRED_FILTERS[1] if self.current else SIM_DESIRED_FILTERS[0]
         while True:
             try:
-                async with aiomqtt.Client(url.hostname or "127.0.0.1", url.port or 1883) as client:
+                async with aiomqtt.Client(
+                    address.host,
+                    address.port,
+                    tls_params=aiomqtt.TLSParameters() if address.tls else None,
+                    socket_options=list(SOCKET_OPTIONS),
+                ) as client:
                     await client.subscribe(topic, qos=1)
                     async for message in client.messages:
                         payload = message.payload

@@ -8,15 +8,14 @@ topic) so the demo and the tests run without a cluster. Real deployments use edg
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeinfer.broker import Broker, set_socket_options
 from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, device_of
 from kubeedge_sim.engine import Outbox, TwinEngine
 from kubeedge_sim.store import TwinStore
@@ -40,7 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def _nodelay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    set_socket_options(sock)
 
 
 class EdgecoreStandIn:
@@ -71,8 +70,8 @@ class EdgecoreStandIn:
         client_id: str = "edgecore-standin",
         dmi_socket: str | None = None,
     ) -> None:
-        url = urlsplit(broker)
-        self._host, self._port = url.hostname or "127.0.0.1", url.port or 1883
+        address = Broker.parse(broker)
+        self._host, self._port = address.host, address.port
         self.engine = TwinEngine(store, layout=layout, node=node)
         self._node = node
         self._connected = threading.Event()
@@ -82,6 +81,8 @@ class EdgecoreStandIn:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_socket_open = _nodelay
+        if address.tls:
+            self._client.tls_set()
         self.dmi: DmiEdgecore | None = None
         if dmi_socket:  # imported here: grpc is needed only by the DMI mode
             from kubeedge_sim.dmi_edgecore import DmiEdgecore

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiomqtt
 
+from edgeinfer.broker import SOCKET_OPTIONS, Broker
 from kubeedge_twin.client import Publish
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,12 +32,12 @@ class Connection:
 
     def client(self, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
         """A new client (not yet connected)."""
-        url = urlsplit(self.broker)
-        tls = url.scheme in ("mqtts", "ssl")
+        broker = Broker.parse(self.broker)
+        tls = broker.tls
         context = ssl.create_default_context(cafile=self.ca_file or None) if tls else None
         return aiomqtt.Client(
-            url.hostname or "127.0.0.1",
-            url.port or (8883 if tls else 1883),
+            broker.host,
+            broker.port,
             identifier=self.client_id,
             username=self.username or None,
             password=self.password or None,
@@ -46,8 +45,7 @@ class Connection:
             tls_context=context,
             clean_session=True,
             keepalive=30,
-            # Small twin messages: without TCP_NODELAY, Nagle and delayed ACKs stall them.
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            socket_options=list(SOCKET_OPTIONS),
         )
 
 
