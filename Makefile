@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test soak lint proto bench bench-peers images clean
+.PHONY: setup models demo test test-fast soak lint proto bench bench-peers images clean
 
 setup:
 	scripts/bootstrap
@@ -11,6 +11,11 @@ demo: setup
 
 test: setup
 	scripts/test
+
+# The unit tier alone: no broker, no model file, no edgecore; seconds, after a Python-only setup.
+test-fast:
+	scripts/bootstrap --python-only
+	scripts/test tests/unit
 
 # The long fault, delivery and fuzzing runs, with the table of figures the README shows.
 soak: setup

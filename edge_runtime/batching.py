@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,17 +17,6 @@ from edge_runtime.messages import FacePixels
 from edge_runtime.preprocessing import prepare_batch
 
 _LOGGER = logging.getLogger(__name__)
-
-PayloadT = TypeVar("PayloadT")
-
-
-@dataclass(slots=True)
-class Job(Generic[PayloadT]):
-    """Faces of one request waiting for the model, plus what the caller needs to answer."""
-
-    faces: tuple[FacePixels, ...]
-    context: PayloadT
-    enqueued_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +33,15 @@ class BatchOutcome:
 
 
 @dataclass(slots=True)
+class Job:
+    """Faces of one request waiting for the model, and who takes their outcome."""
+
+    faces: tuple[FacePixels, ...]
+    done: Callable[[BatchOutcome], None]
+    enqueued_at: float = 0.0
+
+
+@dataclass(slots=True)
 class BatchStats:
     """What the batcher has done so far."""
 
@@ -54,14 +51,13 @@ class BatchStats:
     expired: int = 0
 
 
-class MicroBatcher(Generic[PayloadT]):
+class MicroBatcher:
     """Forms batches up to ``max_size`` faces or ``max_wait_s``, runs them on the current model.
 
     The model is asked for at every batch, so a swap takes effect between two batches.
 
     Args:
         model: Returns the model to run the next batch on (``None`` while none is loaded).
-        deliver: Called on the event loop with each job and its outcome.
         max_size: Most faces in one batch.
         max_wait_s: Longest the first face of a batch waits for more.
         max_queue: Most jobs waiting; ``submit`` raises ``Overloaded`` beyond it.
@@ -76,7 +72,6 @@ class MicroBatcher(Generic[PayloadT]):
     def __init__(
         self,
         model: Callable[[], Model | None],
-        deliver: Callable[[Job[PayloadT], BatchOutcome], None],
         *,
         max_size: int,
         max_wait_s: float,
@@ -88,14 +83,13 @@ class MicroBatcher(Generic[PayloadT]):
     ) -> None:
         self._model = model
         self._on_loop = on_loop
-        self._deliver = deliver
         self._max_size = max_size
         self._max_wait_s = max_wait_s
         self._timeout_s = request_timeout_s
         self._clock = clock
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[Job[PayloadT]] = asyncio.Queue(maxsize=max_queue)
-        self._carry: Job[PayloadT] | None = None
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=max_queue)
+        self._carry: Job | None = None
         self._outstanding = 0
         self._empty = asyncio.Event()
         self._empty.set()
@@ -106,7 +100,7 @@ class MicroBatcher(Generic[PayloadT]):
         """Jobs waiting (not counting the batch that is running)."""
         return self._queue.qsize() + (1 if self._carry is not None else 0)
 
-    def submit(self, job: Job[PayloadT]) -> None:
+    def submit(self, job: Job) -> None:
         """Queue ``job``.
 
         Raises:
@@ -122,13 +116,13 @@ class MicroBatcher(Generic[PayloadT]):
         self._outstanding += 1
         self._empty.clear()
 
-    def _finish(self, job: Job[PayloadT], outcome: BatchOutcome) -> None:
+    def _finish(self, job: Job, outcome: BatchOutcome) -> None:
         self._outstanding -= 1
         if self._outstanding == 0:
             self._empty.set()
-        self._deliver(job, outcome)
+        job.done(outcome)
 
-    async def _collect(self) -> list[Job[PayloadT]]:
+    async def _collect(self) -> list[Job]:
         first = self._carry if self._carry is not None else await self._queue.get()
         self._carry = None
         batch = [first]
@@ -158,9 +152,9 @@ class MicroBatcher(Generic[PayloadT]):
         while True:
             await self._run(await self._collect())
 
-    async def _run(self, jobs: list[Job[PayloadT]]) -> None:
+    async def _run(self, jobs: list[Job]) -> None:
         started = self._clock()
-        live: list[Job[PayloadT]] = []
+        live: list[Job] = []
         for job in jobs:
             waited = started - job.enqueued_at
             if waited > self._timeout_s:
@@ -211,7 +205,7 @@ class MicroBatcher(Generic[PayloadT]):
             offset += count
 
     async def _predict(
-        self, model: Model, live: list[Job[PayloadT]], faces: int
+        self, model: Model, live: list[Job], faces: int
     ) -> tuple[npt.NDArray[np.float32], float]:
         batch = prepare_batch([f for job in live for f in job.faces], model.input_spec)
         started = self._clock()

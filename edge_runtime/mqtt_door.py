@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from edge_runtime import codec
 from edge_runtime.answers import RecentAnswers, Seen
@@ -38,6 +38,108 @@ from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, W
 _LOGGER = logging.getLogger(__name__)
 _OFFLINE_PUBLISH_TIMEOUT_S = 2.0
 FRONTDOOR = "mqtt"
+
+
+class DoorTransport(Protocol):
+    """What the door needs of its broker connection.
+
+    ``MqttTransport``, or the in-memory one of ``edge_runtime.testing`` for tests above the wire.
+    """
+
+    connected: asyncio.Event
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def messages(self) -> AsyncIterator[InboundMessage]:
+        """Messages of every subscription, in arrival order."""
+        ...
+
+    def ack(self, message: InboundMessage) -> None:
+        """Acknowledge a message (manual acks, arrival order)."""
+        ...
+
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        content_type: str = "",
+        correlation_data: bytes | None = None,
+    ) -> None:
+        """Publish at QoS 1, written before any ack queued after it."""
+        ...
+
+    def publish_nowait(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        content_type: str = "",
+    ) -> asyncio.Future[None]:
+        """Publish; the future completes when the broker has it."""
+        ...
+
+    async def confirmed(self) -> None:
+        """Wait until the broker has acknowledged every ``send`` so far."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the door asks of the transport it opens."""
+
+    subscriptions: Sequence[tuple[str, int]]
+    will: Will
+    on_connect: Callable[[], None]
+    on_send_failed: Callable[[int], None]
+
+
+OpenTransport = Callable[[Wiring], DoorTransport]
+
+
+def broker_transport(settings: Settings) -> OpenTransport:
+    """The door's transport to the broker ``settings.mqtt`` names."""
+    mqtt = settings.mqtt
+
+    def open_transport(wiring: Wiring) -> MqttTransport:
+        return MqttTransport(
+            mqtt.broker,
+            client_id=settings.client_id,
+            subscriptions=wiring.subscriptions,
+            will=wiring.will,
+            credentials=Credentials(
+                mqtt.username,
+                _read_secret(mqtt.password_file),
+                mqtt.ca_file,
+                mqtt.cert_file,
+                mqtt.key_file,
+            ),
+            keepalive_s=mqtt.keepalive_s,
+            # mosquitto hands a shared subscription's messages round-robin to every member
+            # with a session, connected or not (src/subs.c: subs__shared_process): a replica
+            # that died with a kept session would swallow its share until the session expired.
+            session_expiry_s=0 if mqtt.share_group else mqtt.session_expiry_s,
+            clean_start=bool(mqtt.share_group),
+            manual_ack=True,
+            reconnect_min_s=mqtt.reconnect_min_s,
+            reconnect_max_s=mqtt.reconnect_max_s,
+            connect_timeout_s=mqtt.connect_timeout_s,
+            receive_maximum=mqtt.receive_maximum,
+            max_outgoing_inflight=0,  # every answer goes out at once, before its request's ack
+            on_connect=wiring.on_connect,
+            on_send_failed=wiring.on_send_failed,
+        )
+
+    return open_transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +179,7 @@ class MqttDoor:
         on_other: Handles a message on another topic; returns False when it did not.
         on_connect: Called after each (re)connect, once the retained state is out.
         clock: Monotonic clock (injected by tests).
+        transport: Opens the connection (default: ``broker_transport(settings)``).
     """
 
     def __init__(
@@ -90,6 +193,7 @@ class MqttDoor:
         on_other: Callable[[str, bytes], bool] | None = None,
         on_connect: Callable[[], None] | None = None,
         clock: Callable[[], float],
+        transport: OpenTransport | None = None,
     ) -> None:
         self._settings = settings
         self._service = service
@@ -106,41 +210,21 @@ class MqttDoor:
         self._requests = {
             status: metrics.requests.labels(FRONTDOOR, status.name) for status in Status
         }
-        mqtt = settings.mqtt
-        self._transport = MqttTransport(
-            mqtt.broker,
-            client_id=settings.client_id,
-            subscriptions=[
-                (self._topics.request_subscription(mqtt.share_group), REQUEST_QOS),
-                (BROKER_DROPPED_TOPIC, 0),
-                *other_subscriptions,
-            ],
-            will=Will(self._topics.state(settings.runtime_id), OFFLINE, STATUS_QOS, True),
-            credentials=Credentials(
-                mqtt.username,
-                _read_secret(mqtt.password_file),
-                mqtt.ca_file,
-                mqtt.cert_file,
-                mqtt.key_file,
-            ),
-            keepalive_s=mqtt.keepalive_s,
-            # mosquitto hands a shared subscription's messages round-robin to every member
-            # with a session, connected or not (src/subs.c: subs__shared_process): a replica
-            # that died with a kept session would swallow its share until the session expired.
-            session_expiry_s=0 if mqtt.share_group else mqtt.session_expiry_s,
-            clean_start=bool(mqtt.share_group),
-            manual_ack=True,
-            reconnect_min_s=mqtt.reconnect_min_s,
-            reconnect_max_s=mqtt.reconnect_max_s,
-            connect_timeout_s=mqtt.connect_timeout_s,
-            receive_maximum=mqtt.receive_maximum,
-            max_outgoing_inflight=0,  # every answer goes out at once, before its request's ack
-            on_connect=self._announce,
-            on_send_failed=lambda _reason: self._metrics.publish_failures.inc(),
+        self._transport = (transport or broker_transport(settings))(
+            Wiring(
+                subscriptions=[
+                    (self._topics.request_subscription(settings.mqtt.share_group), REQUEST_QOS),
+                    (BROKER_DROPPED_TOPIC, 0),
+                    *other_subscriptions,
+                ],
+                will=Will(self._topics.state(settings.runtime_id), OFFLINE, STATUS_QOS, True),
+                on_connect=self._announce,
+                on_send_failed=lambda _reason: self._metrics.publish_failures.inc(),
+            )
         )
 
     @property
-    def transport(self) -> MqttTransport:
+    def transport(self) -> DoorTransport:
         """The MQTT transport (shared with components that publish, such as the MQTT twin)."""
         return self._transport
 

@@ -14,10 +14,9 @@ from edge_runtime.backends.base import Model
 from edge_runtime.messages import ServiceInfo
 from edge_runtime.metrics import Metrics
 from edge_runtime.model_sync import ModelSync, Served
-from edge_runtime.mqtt_door import MqttDoor
+from edge_runtime.mqtt_door import DoorTransport, MqttDoor, OpenTransport
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import Settings, TwinLayout, TwinTransport
-from edge_runtime.transport import MqttTransport
 from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
 from kubeedge_twin.client import Publish
 from kubeedge_twin.link import TwinLink
@@ -49,6 +48,8 @@ class Runtime:
         model: The model to serve first.
         served: What ``model`` is in twin terms, when it came from the model cache.
         clock: Monotonic clock (injected by tests).
+        transport: Opens the MQTT door's connection (default: to ``settings.mqtt.broker``;
+            ``edge_runtime.testing.MemoryBroker`` for tests without a broker).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Runtime:
         model: Model,
         served: Served | None = None,
         clock: Callable[[], float] = time.monotonic,
+        transport: OpenTransport | None = None,
     ) -> None:
         self._settings = settings
         self.metrics = Metrics()
@@ -84,6 +86,7 @@ class Runtime:
             on_other=self._twin.handle if self._twin is not None else None,
             on_connect=self._resync_twin,
             clock=clock,
+            transport=transport,
         )
         if self._twin is not None:
             self._model_sync = ModelSync(
@@ -97,7 +100,7 @@ class Runtime:
         self.service.on_swap(lambda _model: self._mqtt.publish_info())
 
     @property
-    def transport(self) -> MqttTransport:
+    def transport(self) -> DoorTransport:
         """The MQTT transport (shared with components that publish, such as twin sync)."""
         return self._mqtt.transport
 
@@ -130,10 +133,6 @@ class Runtime:
             max_face_side=s.limits.max_face_side,
             request_topic_filter=self._mqtt.request_filter,
         )
-
-    def swap_model(self, model: Model) -> Model:
-        """Serve ``model`` from the next batch on; return the previous model (still open)."""
-        return self.service.swap(model)
 
     def stop(self) -> None:
         """Begin a graceful stop: no new requests, drain, publish offline, return."""

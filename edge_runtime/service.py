@@ -76,9 +76,8 @@ class InferenceService:
         self._swapped: list[Callable[[Model], None]] = []
         self._waiting: set[asyncio.Future[Outcome]] = set()
         metrics.serving(model.ref.name, model.ref.version, model.variant)
-        self._batcher: MicroBatcher[Deliver] = MicroBatcher(
+        self._batcher = MicroBatcher(
             lambda: self._model,
-            self._finish,
             max_size=settings.max_size,
             max_wait_s=settings.max_wait_s,
             max_queue=settings.max_queue,
@@ -123,7 +122,7 @@ class InferenceService:
         Raises:
             Overloaded: the queue is full; nothing was queued.
         """
-        self._batcher.submit(Job(faces, deliver))
+        self._batcher.submit(Job(faces, lambda batch: deliver(self._outcome(batch))))
 
     async def infer(self, faces: tuple[FacePixels, ...]) -> Outcome:
         """Queue ``faces`` and wait for their outcome.
@@ -156,7 +155,7 @@ class InferenceService:
         """Wait until every queued request has its outcome (``serve`` must be running)."""
         await self._batcher.drain()
 
-    def _finish(self, job: Job[Deliver], batch: BatchOutcome) -> None:
+    def _outcome(self, batch: BatchOutcome) -> Outcome:
         self._metrics.queue_seconds.observe(batch.queue_s)
         status, model, error = Status.OK, batch.model, batch.error
         results: tuple[FaceResult, ...] = ()
@@ -170,16 +169,14 @@ class InferenceService:
             status = Status.INTERNAL
         else:
             results = classify(batch.probabilities, model.labels)
-        job.context(
-            Outcome(
-                status,
-                (model or self._model).ref,
-                results,
-                error,
-                batch.queue_s,
-                batch.inference_s,
-                batch.batch_faces,
-            )
+        return Outcome(
+            status,
+            (model or self._model).ref,
+            results,
+            error,
+            batch.queue_s,
+            batch.inference_s,
+            batch.batch_faces,
         )
 
     def _observe_batch(self, faces: int, inference_s: float) -> None:

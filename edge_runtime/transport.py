@@ -93,17 +93,23 @@ def _publish_properties(content_type: str) -> Properties:
 _SHARED_CONTENT_TYPES: dict[str, Properties] = {}
 
 
-class _AckSequencer:
-    """Sends PUBACKs in the order the PUBLISHes arrived [MQTT-4.6.0-2]."""
+class AckSequencer:
+    """Sends PUBACKs in the order the PUBLISHes arrived [MQTT-4.6.0-2].
 
-    def __init__(self, send: Any) -> None:
+    Args:
+        send: Sends the PUBACK of one packet id.
+    """
+
+    def __init__(self, send: Callable[[int], None]) -> None:
         self._send = send
         self._pending: collections.OrderedDict[int, bool] = collections.OrderedDict()
 
     def received(self, mid: int) -> None:
+        """A PUBLISH with packet id ``mid`` arrived."""
         self._pending[mid] = False
 
     def done(self, mid: int) -> None:
+        """``mid`` may be acknowledged: send it and every later one already done, in order."""
         if mid not in self._pending:
             return
         self._pending[mid] = True
@@ -115,10 +121,48 @@ class _AckSequencer:
             self._send(head)
 
     def reset(self) -> None:
+        """Forget everything (the connection was lost: its acks are void)."""
         self._pending.clear()
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+class TurnWriter:
+    """Packets queued during one event-loop turn leave in one write (one syscall, one segment).
+
+    Args:
+        write: Writes bytes to the socket.
+        call_soon: Schedules a callback for the end of this loop turn.
+    """
+
+    def __init__(
+        self, write: Callable[[bytes], None], call_soon: Callable[[Callable[[], None]], object]
+    ) -> None:
+        self._write = write
+        self._call_soon = call_soon
+        self._packets: list[bytes] = []
+        self._scheduled = False
+
+    def add(self, packet: bytes) -> None:
+        """Queue ``packet`` for this turn's write."""
+        self._packets.append(packet)
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is queued, joined."""
+        self._scheduled = False
+        if not self._packets:
+            return
+        data = b"".join(self._packets) if len(self._packets) > 1 else self._packets[0]
+        self._packets.clear()
+        self._write(data)
+
+    def clear(self) -> None:
+        """Drop what is queued (a lost connection's acks are void; publishes are resent)."""
+        self._packets.clear()
 
 
 class MqttTransport:
@@ -176,8 +220,7 @@ class MqttTransport:
         self._unconfirmed: dict[int, list[Any]] = {}
         self._confirmed = asyncio.Event()
         self._confirmed.set()
-        self._outgoing: list[bytes] = []  # packets of this loop turn, written in one send
-        self._flush_soon = False
+        self._outgoing = TurnWriter(self._send_raw, self._call_soon)
         self._on_connect_callback = on_connect
         try:
             self._address = Broker.parse(broker)
@@ -210,7 +253,7 @@ class MqttTransport:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=manual_ack,
         )
-        self._acks = _AckSequencer(lambda mid: self._write(wire.puback(mid)))
+        self._acks = AckSequencer(lambda mid: self._write(wire.puback(mid)))
         creds = credentials or Credentials()
         if creds.username:
             self._client.username_pw_set(creds.username, creds.password or None)
@@ -453,17 +496,15 @@ class MqttTransport:
 
     def _write(self, packet: bytes) -> None:
         """Queue a packet for this loop turn's one write."""
-        self._outgoing.append(packet)
-        if not self._flush_soon and self._loop is not None:
-            self._flush_soon = True
-            self._loop.call_soon(self._flush)
+        self._outgoing.add(packet)
 
-    def _flush(self) -> None:
-        self._flush_soon = False
-        if not self._outgoing:
-            return
-        data = b"".join(self._outgoing) if len(self._outgoing) > 1 else self._outgoing[0]
-        self._outgoing.clear()
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon(callback)
+        else:  # not started: nothing is connected, so the write is dropped now
+            callback()
+
+    def _send_raw(self, data: bytes) -> None:
         if self.connected.is_set():
             try:
                 self._client.send_raw(data)
@@ -698,10 +739,6 @@ class MqttTransport:
     def unacked(self) -> int:
         """Messages received but not yet acknowledged."""
         return len(self._acks)
-
-    def pending(self) -> int:
-        """Messages received but not yet taken from ``messages()``."""
-        return self._inbox.qsize()
 
     async def messages(self) -> AsyncIterator[InboundMessage]:
         """Messages from every subscription, in arrival order."""
