@@ -21,8 +21,8 @@ from edge_runtime.messages import (
 )
 from edge_runtime.runtime import Runtime
 from edge_runtime.settings import Settings, load_settings
-from edge_runtime.topics import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, Topics
 from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
+from edgeinfer.topics import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, Topics
 
 __all__ = [
     "CONTENT_TYPE_JSON",

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from edge_runtime import codec
 from edge_runtime.errors import PayloadError
 from edge_runtime.messages import Request, Response, Status, WireFormat
-from edge_runtime.topics import CONTENT_TYPE_JSON, REQUEST_QOS, RESULT_QOS, Topics
 from edge_runtime.transport import InboundMessage, MqttTransport
+from edgeinfer.topics import CONTENT_TYPE_JSON, REQUEST_QOS, RESULT_QOS, Topics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class InferenceClient:
         """
         if message.topic != self._topics.result(self._device):
             return False
-        wire = WireFormat.JSON if message.content_type == CONTENT_TYPE_JSON else WireFormat.PROTOBUF
+        wire = WireFormat.of(message.content_type)
         response = codec.decode_response(message.payload, wire)
         future = self._waiting.get(response.request_id)
         if future is None or future.done():

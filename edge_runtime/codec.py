@@ -8,8 +8,7 @@ from __future__ import annotations
 import typing
 
 import numpy as np
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from edge_runtime.errors import PayloadError
 from edge_runtime.messages import (
@@ -26,6 +25,7 @@ from edge_runtime.messages import (
     WireFormat,
 )
 from edgeinfer.v1 import inference_pb2 as pb
+from edgeinfer.wire import parse, serialize
 
 _NORMALIZATION_TO_PB = {
     "unit": pb.NORMALIZATION_UNIT,
@@ -37,20 +37,9 @@ _NORMALIZATION_FROM_PB = {v: k for k, v in _NORMALIZATION_TO_PB.items()}
 
 def _parse(payload: bytes, message: Message, wire: WireFormat, what: str) -> None:
     try:
-        if wire is WireFormat.JSON:
-            json_format.Parse(payload.decode("utf-8"), message)
-        else:
-            message.ParseFromString(payload)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"cannot decode {what}: {exc}", "decode") from exc
-
-
-def _serialize(message: Message, wire: WireFormat) -> bytes:
-    if wire is WireFormat.JSON:
-        return json_format.MessageToJson(
-            message, preserving_proto_field_name=True, indent=None
-        ).encode("utf-8")
-    return message.SerializeToString()
+        parse(payload, message, wire)
+    except ValueError as exc:
+        raise PayloadError(f"cannot decode {what}: {exc.__cause__ or exc}", "decode") from exc
 
 
 def decode_request(
@@ -158,7 +147,7 @@ def encode_request(request: Request, wire: WireFormat = WireFormat.PROTOBUF) -> 
         data = array.astype("<f4").tobytes() if dtype == pb.DATA_TYPE_FLOAT32 else array.tobytes()
         shape = list(array.shape) if array.ndim == 3 else [*array.shape, 1]
         message.faces.add(pixels=pb.Tensor(shape=shape, dtype=dtype, data=data))
-    return _serialize(message, wire)
+    return serialize(message, wire)
 
 
 def encode_response(response: Response, wire: WireFormat) -> bytes:
@@ -186,7 +175,7 @@ def encode_response(response: Response, wire: WireFormat) -> bytes:
             confidence=result.confidence,
             probabilities=result.probabilities,
         )
-    return _serialize(message, wire)
+    return serialize(message, wire)
 
 
 def decode_response(payload: bytes, wire: WireFormat = WireFormat.PROTOBUF) -> Response:

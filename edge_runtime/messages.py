@@ -8,6 +8,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from edgeinfer.wire import WireFormat
+
+__all__ = [
+    "FacePixels",
+    "FaceResult",
+    "InputSpec",
+    "ModelRef",
+    "PixelArray",
+    "Request",
+    "Response",
+    "ServiceInfo",
+    "Status",
+    "Timings",
+    "WireFormat",
+]
+
 
 class Status(enum.IntEnum):
     """Outcome of a request (values match ``edgeinfer.v1.Status``)."""
@@ -18,13 +34,6 @@ class Status(enum.IntEnum):
     UNAVAILABLE = 4
     DEADLINE_EXCEEDED = 5
     INTERNAL = 6
-
-
-class WireFormat(enum.Enum):
-    """Encoding of a payload, chosen by the MQTT v5 content type."""
-
-    PROTOBUF = "protobuf"
-    JSON = "json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from edge_runtime.messages import (
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService, Outcome
 from edge_runtime.settings import Settings
-from edge_runtime.topics import (
+from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
+from edgeinfer.topics import (
     BROKER_DROPPED_TOPIC,
-    CONTENT_TYPE_JSON,
     CONTENT_TYPE_PROTOBUF,
     OFFLINE,
     ONLINE,
@@ -33,7 +33,6 @@ from edge_runtime.topics import (
     STATUS_QOS,
     Topics,
 )
-from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
 
 _LOGGER = logging.getLogger(__name__)
 _OFFLINE_PUBLISH_TIMEOUT_S = 2.0
@@ -330,11 +329,7 @@ class MqttDoor:
             self._metrics.rejected.labels(FRONTDOOR, "bad_topic").inc()
             self._transport.ack(message)
             return
-        wire = (
-            WireFormat.JSON
-            if message.content_type.split(";")[0].strip() == CONTENT_TYPE_JSON
-            else WireFormat.PROTOBUF
-        )
+        wire = WireFormat.of(message.content_type)
         received_at = self._clock()
         if len(message.payload) > limits.max_payload_bytes:
             error = f"payload of {len(message.payload)} bytes exceeds {limits.max_payload_bytes}"
@@ -446,9 +441,7 @@ class MqttDoor:
             self._transport.send(
                 reply.topic,
                 payload,
-                content_type=CONTENT_TYPE_JSON
-                if reply.wire is WireFormat.JSON
-                else CONTENT_TYPE_PROTOBUF,
+                content_type=reply.wire.content_type,
                 correlation_data=reply.correlation,
             )
         except ValueError as exc:  # a topic no broker would take

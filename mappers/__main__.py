@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kubeedge_twin import Layout, TwinTopics
-from kubeedge_twin.dmi.mapper import DmiMapper
+from kubeedge_twin.dmi.mapper import DEFAULT_EDGECORE_SOCKET, DmiMapper
+from kubeedge_twin.versions import DMI, MQTT, KubeEdge
 from mappers.camera import CameraMapper
 from mappers.metrics import MapperMetrics
 from mappers.profile import ProfileError, load_devices
@@ -44,10 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--password", default=_env("PASSWORD", ""), help="MQTT password")
     parser.add_argument("--ca-file", default=_env("CA_FILE", ""), help="CA for mqtts://")
     parser.add_argument(
+        "--kubeedge-version",
+        default=_env("KUBEEDGE_VERSION", ""),
+        help="the node's KubeEdge release (1.4, 1.17, 1.23...): decides --layout, --transport "
+        "and --dmi-edgecore-socket where they are not given (1.4-1.14: MQTT twins; 1.15+: DMI)",
+    )
+    parser.add_argument(
         "--layout",
         choices=[layout.value for layout in Layout],
-        default=_env("LAYOUT", "1.4"),
-        help="twin topic layout: 1.4 ($hw/events/device/<name>) or 1.17 (<namespace>/<name>)",
+        default=_env("LAYOUT", ""),
+        help="twin topic layout: 1.4 ($hw/events/device/<name>) or 1.17 (<namespace>/<name>); "
+        "default: the release's, else 1.4",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=[MQTT, DMI],
+        default=_env("TRANSPORT", ""),
+        help="how twins reach edgecore: mqtt ($hw/... topics, KubeEdge 1.4-1.14) or dmi "
+        "(KubeEdge 1.15+; the camera mapper registers with edgecore for --dmi-protocol, the "
+        "results mapper only reports); default: the release's, else mqtt",
+    )
+    parser.add_argument(
+        "--dmi-edgecore-socket",
+        default=_env("DMI_EDGECORE_SOCKET", ""),
+        help="edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock "
+        "(1.23+); default: the release's, else /etc/kubeedge/dmi.sock",
     )
     parser.add_argument("--topic-root", default=_env("TOPIC_ROOT", "emotion/v1"))
     parser.add_argument(
@@ -61,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", default=_env("MODEL", "emotion-camera"), help="serve devices of this model"
     )
+    parser.add_argument(
+        "--dmi-protocol",
+        default=_env("DMI_PROTOCOL", "emotion-camera"),
+        help="the cameras' spec.protocol.protocolName (default emotion-camera)",
+    )
     parser.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")))
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     parser.add_argument(
@@ -73,26 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="mapper", required=True)
     camera = commands.add_parser("camera", help="bridge camera control/status to device twins")
     camera.add_argument(
-        "--transport",
-        choices=["mqtt", "dmi"],
-        default=_env("TRANSPORT", "mqtt"),
-        help="how twins reach edgecore: mqtt ($hw/... topics, KubeEdge 1.4-1.14) or dmi "
-        "(KubeEdge 1.15+: this mapper registers with edgecore for --dmi-protocol)",
-    )
-    camera.add_argument(
-        "--dmi-edgecore-socket",
-        default=_env("DMI_EDGECORE_SOCKET", "/etc/kubeedge/dmi.sock"),
-        help="edgecore's DMI socket: the file (1.15-1.22) or a directory holding dmi.sock",
-    )
-    camera.add_argument(
         "--dmi-socket",
         default=_env("DMI_SOCKET", "/etc/kubeedge/emotion-camera.sock"),
         help="where this mapper serves DeviceMapperService for edgecore",
-    )
-    camera.add_argument(
-        "--dmi-protocol",
-        default=_env("DMI_PROTOCOL", "emotion-camera"),
-        help="the cameras' spec.protocol.protocolName (default emotion-camera)",
     )
     camera.add_argument(
         "--report-interval",
@@ -157,9 +167,28 @@ async def serve(
         os._exit(1)
 
 
+def _apply_release(args: argparse.Namespace) -> None:
+    """Fill --layout, --transport and --dmi-edgecore-socket from --kubeedge-version.
+
+    Raises:
+        ValueError: --kubeedge-version is not a KubeEdge release.
+    """
+    release = KubeEdge.of(args.kubeedge_version) if args.kubeedge_version else None
+    args.layout = args.layout or (release.layout.value if release else Layout.V1_4.value)
+    args.transport = args.transport or (release.transport if release else MQTT)
+    args.dmi_edgecore_socket = args.dmi_edgecore_socket or (
+        release.dmi_socket if release and release.dmi_socket else DEFAULT_EDGECORE_SOCKET
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``kubeedge-mapper``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _apply_release(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.devices_given = args.devices is not None or bool(_env("DEVICES", ""))
     if args.devices is None:
         args.devices = [
@@ -168,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    over_dmi = args.mapper == "camera" and args.transport == "dmi"
+    over_dmi = args.transport == DMI
     paths = args.devices
     if over_dmi and not args.devices_given:
         paths = [path for path in paths if path.exists()]  # edgecore tells a DMI mapper its devices
@@ -177,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as exc:
         print(f"kubeedge-mapper: {exc}", file=sys.stderr)
         return 2
-    if not devices and not over_dmi:
+    if not devices and not (over_dmi and args.mapper == "camera"):
         print(
             f"kubeedge-mapper: no devices of model {args.model} in {args.devices}", file=sys.stderr
         )
@@ -187,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     metrics.serve(args.metrics_port)
     mapper: CameraMapper | ResultMapper
     dmi: DmiMapper | None = None
-    if args.mapper == "camera" and args.transport == "dmi":
+    if over_dmi:
         dmi = DmiMapper(
-            name=f"camera-mapper-{os.uname().nodename}",
+            name=f"{args.mapper}-mapper-{os.uname().nodename}",
             protocol=args.dmi_protocol,
-            socket=args.dmi_socket,
+            socket=args.dmi_socket if args.mapper == "camera" else "",
             edgecore_socket=args.dmi_edgecore_socket,
+            report_only=args.mapper == "results",
         )
     if args.mapper == "camera":
         mapper = CameraMapper(
@@ -214,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             report_interval_s=args.report_interval,
             resync_s=args.resync,
             metrics=metrics,
+            dmi=dmi,
         )
     connection = Connection(
         args.broker,

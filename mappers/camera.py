@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import aiomqtt
 
 from edgeinfer import camera as contract
 from edgeinfer.twins import CAMERA_DESIRED, CAPTURE_FPS, ENABLED, LAST_EMOTION, MODEL_VERSION
-from kubeedge_twin import TwinClient, TwinFormatError, TwinTopics, sanitize_value
+from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
 from kubeedge_twin.dmi.mapper import DmiMapper
 from kubeedge_twin.dmi.v1beta1 import api_pb2 as pb
 from kubeedge_twin.link import TwinLink
@@ -30,7 +30,7 @@ from kubeedge_twin.messages import data_update
 from kubeedge_twin.topics import data_topic
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice, mapped_from_dmi
-from mappers.reporter import BoundedReporter, publish_safely
+from mappers.reporter import BoundedReporter, hand_over, publish_safely
 from mappers.session import every_until_done, publish, twin_publisher
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,28 +59,6 @@ def _actual(status: contract.CameraStatus) -> dict[str, str]:
     return values
 
 
-def _ignore(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _send(metrics: MapperMetrics, kind: str, send: Callable[[], asyncio.Future[None]]) -> None:
-    """Hand a report to the twin, not awaited.
-
-    The DMI twin sends it on its device's turn (edgecore takes about one call a second for the
-    whole node), the MQTT one when the broker takes it; a value KubeEdge would refuse is counted
-    and logged, not fatal.
-    """
-    try:
-        future = send()
-    except TwinFormatError as exc:
-        metrics.refused(f"{kind}_value")
-        _LOGGER.warning("not reporting %s: %s", kind, exc)
-        return
-    future.add_done_callback(_ignore)
-    metrics.reported(kind)
-
-
 class _Camera:
     """One camera's twin client, reporter and last known state within a connection."""
 
@@ -106,7 +84,7 @@ class _Camera:
 
     async def _report(self, values: Mapping[str, str]) -> None:
         types = {name: self.device.twins[name] for name in values}
-        _send(self._metrics, "twin", lambda: self.twin.report(values, types))
+        hand_over(self._metrics, "twin", lambda: self.twin.report(values, types))
         data = {k: v for k, v in values.items() if k in self.device.data_properties}
         if data:
             topic, payload = data_topic(self._device_id), data_update(data, types)
@@ -119,7 +97,7 @@ class _Camera:
         if status.state != self.state:
             self.state = status.state
             state = status.state
-            _send(self._metrics, "state", lambda: self.twin.report_state(state))
+            hand_over(self._metrics, "state", lambda: self.twin.report_state(state))
         self.reporter.offer(_actual(status))
 
     async def resend(self) -> None:

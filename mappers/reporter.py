@@ -73,3 +73,25 @@ async def publish_safely(
         _LOGGER.warning("not reporting %s: %s", kind, exc)
         return
     metrics.reported(kind)
+
+
+def hand_over(metrics: MapperMetrics, kind: str, send: Callable[[], asyncio.Future[None]]) -> None:
+    """Hand a report to the twin, not awaited.
+
+    The DMI twin sends it on its device's turn (edgecore takes about one call a second for the
+    whole node), the MQTT one when the broker takes it; a value KubeEdge would refuse is counted
+    and logged, not fatal.
+    """
+    try:
+        future = send()
+    except TwinFormatError as exc:
+        metrics.refused(f"{kind}_value")
+        _LOGGER.warning("not reporting %s: %s", kind, exc)
+        return
+    future.add_done_callback(_ignore)
+    metrics.reported(kind)
+
+
+def _ignore(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -4,6 +4,9 @@ Subscribes to every camera's result topic (``<root>/+/result``), keeps the label
 camera's recent answers and reports ``last_emotion`` and ``emotion_counts`` (for example
 ``happy:12,neutral:5,sad:1``: KubeEdge's value charset) on change, at most once per interval,
 so ``kubectl get device <camera> -o yaml`` shows it.
+
+On KubeEdge 1.15+ the reports go over DMI, report-only: the cameras' protocol belongs to the
+camera mapper (one mapper per protocol), and edgecore takes reports from any client.
 """
 
 from __future__ import annotations
@@ -14,38 +17,26 @@ import logging
 from collections.abc import Mapping
 
 import aiomqtt
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 
+from edgeinfer.topics import Topics
 from edgeinfer.twins import EMOTION_COUNTS, LAST_EMOTION
 from edgeinfer.v1 import inference_pb2
+from edgeinfer.wire import WireFormat, parse
 from kubeedge_twin import TwinClient, TwinTopics, sanitize_value
+from kubeedge_twin.dmi.mapper import DmiMapper
+from kubeedge_twin.link import TwinLink
 from mappers.metrics import MapperMetrics
 from mappers.profile import MappedDevice
-from mappers.reporter import BoundedReporter, Send, publish_safely
+from mappers.reporter import BoundedReporter, Send, hand_over
 from mappers.session import every_until_done, twin_publisher
 
 _LOGGER = logging.getLogger(__name__)
-_JSON = "application/json"  # the runtime's content type for JSON answers (MQTT v5)
 
 
 def encode_counts(labels: collections.Counter[str]) -> str:
     """``label:count`` pairs, most frequent first, in KubeEdge's twin value charset."""
     ranked = sorted(labels.items(), key=lambda item: (-item[1], item[0]))
     return ",".join(f"{sanitize_value(label)}:{count}" for label, count in ranked)
-
-
-def decode_response(payload: bytes, content_type: str) -> inference_pb2.InferenceResponse:
-    """An answer in either wire format (raises ValueError if it is neither)."""
-    response = inference_pb2.InferenceResponse()
-    try:
-        if content_type == _JSON:
-            json_format.Parse(payload.decode("utf-8"), response)
-        else:
-            response.ParseFromString(payload)
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not an InferenceResponse: {exc}") from exc
-    return response
 
 
 class _Window:
@@ -81,6 +72,8 @@ class ResultMapper:
         report_interval_s: Least time between two twin reports of one camera.
         resync_s: How often to send the current values again (heals an edgecore restart).
         metrics: Counters.
+        dmi: KubeEdge 1.15+: a report-only DMI mapper (its ``run`` must run beside the
+            sessions); twins then go over DMI, not MQTT.
     """
 
     def __init__(
@@ -93,10 +86,16 @@ class ResultMapper:
         report_interval_s: float = 5.0,
         resync_s: float = 30.0,
         metrics: MapperMetrics | None = None,
+        dmi: DmiMapper | None = None,
     ) -> None:
         self._devices = {d.ref.name: d for d in devices}
+        self._dmi_twins: dict[str, TwinLink] = (
+            {name: dmi.follow(d.ref.namespace, name) for name, d in self._devices.items()}
+            if dmi is not None
+            else {}
+        )
         self._topics = topics
-        self._root = topic_root
+        self._results = Topics(topic_root)
         self._window = window
         self._interval_s = report_interval_s
         self._resync_s = resync_s
@@ -107,9 +106,11 @@ class ResultMapper:
         """Serve one connection until it drops."""
         reporters = {}
         for name, device in self._devices.items():
-            twin = TwinClient(device.ref, topics=self._topics, publish=twin_publisher(client))
+            twin = self._dmi_twins.get(name) or TwinClient(
+                device.ref, topics=self._topics, publish=twin_publisher(client)
+            )
             reporters[name] = BoundedReporter(device, self._sender(twin, device), self._interval_s)
-        await client.subscribe(f"{self._root}/+/result", 1)
+        await client.subscribe(self._results.result_filter, 1)
         async with asyncio.TaskGroup() as tg:
             for reporter in reporters.values():
                 tg.create_task(reporter.run())
@@ -122,27 +123,26 @@ class ResultMapper:
 
             await every_until_done(receiver, self._resync_s, resync)
 
-    def _sender(self, twin: TwinClient, device: MappedDevice) -> Send:
+    def _sender(self, twin: TwinLink, device: MappedDevice) -> Send:
         async def send(values: Mapping[str, str]) -> None:
             types = {name: device.twins[name] for name in values}
-            await publish_safely(self.metrics, "twin", lambda: twin.report(values, types))
+            hand_over(self.metrics, "twin", lambda: twin.report(values, types))
 
         return send
 
     async def _receive(
         self, client: aiomqtt.Client, reporters: Mapping[str, BoundedReporter]
     ) -> None:
-        prefix, suffix = f"{self._root}/", "/result"
         async for message in client.messages:
             topic, payload = message.topic.value, message.payload
-            camera = topic[len(prefix) : -len(suffix)]
-            reporter = reporters.get(camera)
-            if reporter is None or not isinstance(payload, bytes):
+            camera = self._results.device_of_result(topic)
+            reporter = reporters.get(camera or "")
+            if camera is None or reporter is None or not isinstance(payload, bytes):
                 self.metrics.refused("unknown_device")
                 continue
-            content_type = getattr(message.properties, "ContentType", "") or ""
+            wire = WireFormat.of(getattr(message.properties, "ContentType", "") or "")
             try:
-                response = decode_response(payload, content_type)
+                response = parse(payload, inference_pb2.InferenceResponse(), wire)
             except ValueError as exc:
                 self.metrics.refused("result")
                 _LOGGER.warning("camera %s: %s", camera, exc)

@@ -200,6 +200,11 @@ class DmiMapper:
         version: MapperInfo.version.
         resync_s: How often to check that edgecore's socket is still the one registered with
             (edgecore restarted: register again) and to resend reports.
+        report_only: Neither serve nor register: only report the followed Devices' twins and
+            states, for Devices whose protocol another mapper owns (edgecore takes reports
+            from any client of its socket: ``ReportDeviceStatus`` in edge/pkg/devicetwin/
+            dmiserver/server.go checks no caller). No desired values come; the reports
+            share edgecore's one rate limit with that mapper.
     """
 
     def __init__(
@@ -207,11 +212,15 @@ class DmiMapper:
         *,
         name: str,
         protocol: str,
-        socket: str,
+        socket: str = "",
         edgecore_socket: str = DEFAULT_EDGECORE_SOCKET,
         version: str = "1.0",
         resync_s: float = 1.0,
+        report_only: bool = False,
     ) -> None:
+        if not socket and not report_only:
+            raise ValueError("a DMI mapper that registers needs its own socket")
+        self._report_only = report_only
         self._name = name
         self._protocol = protocol
         self._socket = socket
@@ -246,6 +255,11 @@ class DmiMapper:
 
     async def run(self) -> None:
         """Serve, register (again after an edgecore restart) and report, until cancelled."""
+        if self._report_only:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch_loop(), name=f"dmi[{self._name}].watch")
+                tg.create_task(self._report_loop(), name=f"dmi[{self._name}].report")
+            return
         server = aio.server()
         rpc.add_DeviceMapperServiceServicer_to_server(_Servicer(self), server)
         Path(self._socket).parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +372,27 @@ class DmiMapper:
                 registered_with = None
             await asyncio.sleep(self._resync_s)
 
+    async def _watch_loop(self) -> None:
+        """Report-only: report while edgecore's socket is there, everything again when it is new."""
+        watched: tuple[int, int] | None = None
+        while True:
+            identity = self._identity()
+            if identity is None:
+                self.registered.clear()
+            elif identity != watched:
+                if watched is not None:
+                    _LOGGER.info("mapper %s: edgecore restarted; reporting again", self._name)
+                self.registered.set()
+                self._report_everything_again()
+            watched = identity
+            await asyncio.sleep(self._resync_s)
+
+    def _report_everything_again(self) -> None:
+        for device in self._devices.values():
+            if device.reported:
+                device.dirty = True
+        self._wake.set()
+
     async def _register(self) -> None:
         request = pb.MapperRegisterRequest(
             withData=True,
@@ -383,10 +418,7 @@ class DmiMapper:
         )
         for device in response.deviceList:
             self.offer(device)
-        for device in self._devices.values():  # edgecore restarted: tell it everything again
-            if device.reported:
-                device.dirty = True
-        self._wake.set()
+        self._report_everything_again()  # edgecore restarted: tell it everything again
 
     def _channel(self) -> aio.Channel:
         # A connection per call, as edgecore makes its own calls; no retries hidden in gRPC.

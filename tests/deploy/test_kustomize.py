@@ -121,8 +121,8 @@ def test_mapper_config_map_names_only_mapper_options(overlay):
     for container in deployment["containers"]:
         for env in container.get("env", []):
             assert env["name"].removeprefix("MAPPER_") in options
-    layout = config["data"]["MAPPER_LAYOUT"]
     runtime = next(
         d for n, d in by_kind(overlay, "ConfigMap").items() if n.startswith("edge-runtime")
     )
-    assert load_settings(runtime["data"], None, {}).twin.layout.value == layout
+    twin = load_settings(runtime["data"], None, {}).twin
+    assert config["data"]["MAPPER_KUBEEDGE_VERSION"] == twin.kubeedge_version  # one release

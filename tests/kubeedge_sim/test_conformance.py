@@ -16,11 +16,20 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edge_runtime import MqttTransport
+from edge_runtime import (
+    FaceResult,
+    MqttTransport,
+    Response,
+    Status,
+    Topics,
+    WireFormat,
+    encode_response,
+)
 from edgeinfer import camera as contract
-from kubeedge_twin import Layout, TwinTopics
+from edgeinfer.twins import CAMERA_TWIN_TYPES
+from kubeedge_twin import DeviceRef, Layout, TwinTopics
 from kubeedge_twin.dmi.mapper import DmiMapper
-from mappers import CameraMapper, Connection, run_forever
+from mappers import CameraMapper, Connection, MappedDevice, ResultMapper, run_forever
 from tests.helpers import crd_schema, socket_directory
 from tests.kubeedge_sim.sides import (
     DEPLOY,
@@ -148,6 +157,69 @@ async def test_dmi_the_camera_mapper_serves_a_camera_it_was_never_told_of(
                 async for message in watcher.messages():
                     if contract.CameraControl.decode(message.payload).capture_fps == 2:
                         break
+            session.cancel()
+            dmi_task.cancel()
+
+
+@pytest.mark.parametrize("which", SIDES)
+async def test_dmi_the_results_mapper_reports_beside_the_camera_mapper_without_registering(
+    which, broker, short_tmp, unique
+):
+    """The cameras' protocol is the camera mapper's; the results mapper reports their
+    last_emotion and emotion_counts over DMI all the same (report-only: edgecore takes reports
+    from any client of its socket), and the camera mapper keeps its registration."""
+    root = f"emotion-{unique}"
+    async with kubeedge(which, True, broker.url, short_tmp, unique) as side:
+        camera_dmi = DmiMapper(
+            name="camera-mapper",
+            protocol="emotion-camera",
+            socket=str(short_tmp / "cam.sock"),
+            edgecore_socket=str(side.dmi_directory),
+            resync_s=0.5,
+        )
+        camera_twin = camera_dmi.follow("default", "cam-00")
+        results_dmi = DmiMapper(
+            name="results-mapper",
+            protocol="emotion-camera",
+            edgecore_socket=str(side.dmi_directory),
+            resync_s=0.5,
+            report_only=True,
+        )
+        device = MappedDevice(DeviceRef("cam-00"), "emotion-camera", CAMERA_TWIN_TYPES, ())
+        mapper = ResultMapper(
+            [device],
+            topics=TwinTopics(Layout.V1_17),
+            topic_root=root,
+            report_interval_s=0.2,
+            dmi=results_dmi,
+        )
+        answer = encode_response(
+            Response(
+                request_id="r1",
+                device_id="cam-00",
+                status=Status.OK,
+                results=(FaceResult("happy", 0, 0.9, (0.9, 0.1)),),
+            ),
+            WireFormat.PROTOBUF,
+        )
+        poke = MqttTransport(
+            broker.url, client_id=f"poke-{unique}", clean_start=True, session_expiry_s=0
+        )
+        connection = Connection(broker.url, client_id=f"results-mapper-{unique}")
+        await side.apply(documents("v1beta1", "camera-model.yaml", "camera-device.yaml"))
+        async with poke, running(camera_dmi), asyncio.TaskGroup() as tasks:
+            await poke.wait_connected(10)
+            await desired_until(camera_twin, "capture_fps", "2")  # the camera mapper has it
+            dmi_task = tasks.create_task(results_dmi.run())
+            session = tasks.create_task(run_forever(connection, mapper.session))
+            async with asyncio.timeout(30):
+                while side.reported("default/cam-00").get("last_emotion") != "happy":
+                    await poke.publish(Topics(root).result("cam-00"), answer)
+                    await asyncio.sleep(0.3)
+            await reported_until(side, "default/cam-00", last_emotion="happy")
+            assert side.reported("default/cam-00")["emotion_counts"].startswith("happy:")
+            assert results_dmi.registrations == 0
+            assert camera_dmi.registrations >= 1
             session.cancel()
             dmi_task.cancel()
 

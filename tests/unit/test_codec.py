@@ -17,7 +17,7 @@ from edge_runtime.messages import (
     Timings,
     WireFormat,
 )
-from edge_runtime.topics import Topics
+from edgeinfer.topics import Topics
 
 
 @pytest.mark.parametrize("wire", list(WireFormat))

@@ -1,4 +1,4 @@
-"""The only place that builds or parses application topic strings.
+"""The application topics and content types: the only place that builds or parses topic strings.
 
 QoS per topic: requests and results QoS 1 (at least once); runtime info and state QoS 1,
 retained, and state is also the Last Will.
@@ -53,6 +53,15 @@ class Topics:
         return f"{self.root}/{segment(device)}/result"
 
     @property
+    def result_filter(self) -> str:
+        """Subscription filter matching every device's result topic."""
+        return f"{self.root}/+/result"
+
+    def device_of_result(self, topic: str) -> str | None:
+        """The ``<device>`` of a result topic, or ``None`` if ``topic`` is not one."""
+        return self._device_of(topic, "/result")
+
+    @property
     def request_filter(self) -> str:
         """Subscription filter matching every device's request topic."""
         return f"{self.root}/+/request"
@@ -73,10 +82,13 @@ class Topics:
 
     def device_of_request(self, topic: str) -> str | None:
         """The ``<device>`` of a request topic, or ``None`` if ``topic`` is not one."""
+        return self._device_of(topic, "/request")
+
+    def _device_of(self, topic: str, suffix: str) -> str | None:
         prefix = f"{self.root}/"
-        if not topic.startswith(prefix) or not topic.endswith("/request"):
+        if not topic.startswith(prefix) or not topic.endswith(suffix):
             return None
-        device = topic[len(prefix) : -len("/request")]
+        device = topic[len(prefix) : -len(suffix)]
         if not device or "/" in device or device == "runtime":
             return None
         return device
