@@ -22,7 +22,7 @@ from hdrh.histogram import HdrHistogram
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.preprocessing import crop_face
-from edge_runtime import InputSpec
+from edge_runtime import InputSpec, Normalization
 from edgeinfer.faces import FaceRenderer
 from edgeinfer.v1 import inference_pb2 as pb
 
@@ -48,7 +48,7 @@ class LoadResult:
 
 def _faces(count: int) -> list[bytes]:
     """Faces cropped as a camera does (64x64x1 uint8, the default model's input)."""
-    renderer, spec = FaceRenderer(7), InputSpec(64, 64, 1, "symmetric")
+    renderer, spec = FaceRenderer(7), InputSpec(64, 64, 1, Normalization.SYMMETRIC)
     faces = []
     for _ in range(count):
         rendered = renderer.render()

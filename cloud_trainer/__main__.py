@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloud_trainer.pretrained import PRETRAINED_VERSION
+from edgeinfer.normalization import Normalization
 
 if TYPE_CHECKING:
     from cloud_trainer.data import DataSet
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--normalisation",
         required=True,
-        choices=("unit", "symmetric", "none"),
+        choices=[member.value for member in Normalization],
         help="pixel p as the model wants it: unit p/255, symmetric (p/255-0.5)*2, none p",
     )
     add.add_argument("--labels", required=True, help="labels in output order, comma-separated")

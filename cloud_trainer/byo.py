@@ -10,13 +10,9 @@ import numpy as np
 
 from cloud_trainer.predictors import interpreter_class
 from cloud_trainer.registry import ArtefactFile, RegistryError, register
-from edgeinfer.v1 import inference_pb2
+from edgeinfer.normalization import Normalization
 
-NORMALISATIONS = {
-    "unit": inference_pb2.NORMALIZATION_UNIT,  # x / 255: [0, 1]
-    "symmetric": inference_pb2.NORMALIZATION_SYMMETRIC,  # (x / 255 - 0.5) * 2: [-1, 1]
-    "none": inference_pb2.NORMALIZATION_NONE,  # 0..255 as floats
-}
+NORMALISATIONS = {member.value: member.proto for member in Normalization}
 _INPUT = re.compile(r"^(\d{1,4})x(\d{1,4})x([13])$")
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from edge_runtime import codec
 from edge_runtime.errors import PayloadError
+from edge_runtime.futures import ignore_failure
 from edge_runtime.messages import Request, Response, Status, WireFormat
 from edge_runtime.transport import InboundMessage, MqttTransport
 from edgeinfer.topics import CONTENT_TYPE_JSON, REQUEST_QOS, RESULT_QOS, Topics
@@ -184,10 +185,4 @@ class InferenceClient:
             payload,
             qos=REQUEST_QOS,
             content_type=content_type,
-        ).add_done_callback(_ignore_outcome)
-
-
-def _ignore_outcome(future: asyncio.Future[None]) -> None:
-    # The answer, not the broker's PUBACK, tells whether the request got through.
-    if not future.cancelled():
-        future.exception()
+        ).add_done_callback(ignore_failure)  # the answer tells, not the PUBACK

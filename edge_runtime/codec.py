@@ -24,15 +24,9 @@ from edge_runtime.messages import (
     Timings,
     WireFormat,
 )
+from edgeinfer.normalization import Normalization
 from edgeinfer.v1 import inference_pb2 as pb
 from edgeinfer.wire import parse, serialize
-
-_NORMALIZATION_TO_PB = {
-    "unit": pb.NORMALIZATION_UNIT,
-    "symmetric": pb.NORMALIZATION_SYMMETRIC,
-    "none": pb.NORMALIZATION_NONE,
-}
-_NORMALIZATION_FROM_PB = {v: k for k, v in _NORMALIZATION_TO_PB.items()}
 
 
 def _parse(payload: bytes, message: Message, wire: WireFormat, what: str) -> None:
@@ -222,7 +216,7 @@ def encode_service_info(info: ServiceInfo) -> bytes:
             width=info.input.width,
             channels=info.input.channels,
             dtype=pb.DATA_TYPE_UINT8,
-            normalization=_NORMALIZATION_TO_PB[info.input.normalization],
+            normalization=Normalization(info.input.normalization).proto,
         ),
         labels=info.labels,
         max_batch=info.max_batch,
@@ -249,7 +243,7 @@ def decode_service_info(payload: bytes) -> ServiceInfo:
             height=message.input.height,
             width=message.input.width,
             channels=message.input.channels,
-            normalization=_NORMALIZATION_FROM_PB.get(message.input.normalization, "none"),
+            normalization=Normalization.from_proto(message.input.normalization),
         ),
         labels=tuple(message.labels),
         max_batch=message.max_batch,

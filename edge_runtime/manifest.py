@@ -11,18 +11,14 @@ from google.protobuf import json_format
 
 from edge_runtime.errors import ModelError, ModelRejected
 from edge_runtime.messages import InputSpec, ModelRef
-from edgeinfer.v1 import inference_pb2, model_pb2
+from edgeinfer.normalization import Normalization
+from edgeinfer.v1 import model_pb2
 
 MANIFEST_NAME = "manifest.json"
 AUTO_VARIANT = "auto"
 # What "auto" serves, first found: the trainer registers a full-int8 file only after it passed
 # the accuracy gate on the held-out split (cloud_trainer.export), and it is the fastest on CPU.
 AUTO_ORDER = ("int8-full", "float32")
-_NORMALIZATION = {
-    inference_pb2.NORMALIZATION_UNIT: "unit",
-    inference_pb2.NORMALIZATION_SYMMETRIC: "symmetric",
-    inference_pb2.NORMALIZATION_NONE: "none",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +107,7 @@ def parse_manifest(data: bytes, directory: Path) -> Manifest:
             spec.height,
             spec.width,
             spec.channels,
-            _NORMALIZATION.get(spec.normalization, "none"),
+            Normalization.from_proto(spec.normalization),
         ),
         labels=tuple(message.labels),
         files=tuple(files),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from edgeinfer.normalization import Normalization
 from edgeinfer.wire import WireFormat
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "FaceResult",
     "InputSpec",
     "ModelRef",
+    "Normalization",
     "PixelArray",
     "Request",
     "Response",
@@ -51,7 +53,7 @@ class InputSpec:
     height: int
     width: int
     channels: int
-    normalization: str  # "symmetric" ([-1, 1]), "unit" ([0, 1]) or "none"
+    normalization: Normalization
 
 
 PixelArray = npt.NDArray[np.uint8 | np.float32]

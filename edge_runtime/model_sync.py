@@ -18,6 +18,7 @@ from pathlib import Path
 from edge_runtime.backends import load_verified, validate_model
 from edge_runtime.backends.base import Model
 from edge_runtime.errors import EdgeError, ModelRejected
+from edge_runtime.futures import warn_on_failure
 from edge_runtime.manifest import Manifest
 from edge_runtime.model_store import ModelCache, download
 from edge_runtime.settings import Settings
@@ -167,7 +168,7 @@ class ModelSync:
         except TwinFormatError as exc:
             _LOGGER.warning("cannot report twin values %s: %s", values, exc)
             return
-        future.add_done_callback(_log_failure)
+        future.add_done_callback(warn_on_failure(_LOGGER, "twin report"))
 
     def _set_status(self, status: str) -> None:
         self._status = status
@@ -240,11 +241,6 @@ class ModelSync:
             await asyncio.to_thread(model.close)
             raise
         return model, manifest
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        _LOGGER.warning("twin report failed: %s", future.exception())
 
 
 def startup_manifest(settings: Settings) -> tuple[Manifest, Served] | None:

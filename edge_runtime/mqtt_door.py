@@ -13,6 +13,7 @@ from typing import Protocol, Self
 from edge_runtime import codec
 from edge_runtime.answers import RecentAnswers, Seen
 from edge_runtime.errors import ConfigError, Overloaded, PayloadError
+from edge_runtime.futures import warn_on_failure
 from edge_runtime.messages import (
     Response,
     ServiceInfo,
@@ -299,7 +300,7 @@ class MqttDoor:
                 self._topics.state(runtime_id), ONLINE, qos=STATUS_QOS, retain=True
             ),
         ):
-            future.add_done_callback(_log_failure)
+            future.add_done_callback(warn_on_failure(_LOGGER, "status publish"))
 
     def _announce(self) -> None:
         self._metrics.connected.set(1)
@@ -448,8 +449,3 @@ class MqttDoor:
             self._metrics.publish_failures.inc()
             _LOGGER.warning("cannot answer %s on %.200s: %s", reply.device, reply.topic, exc)
         self._transport.ack(reply.message)
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        _LOGGER.warning("status publish failed: %s", future.exception())

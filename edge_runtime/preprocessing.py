@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from edge_runtime.errors import MissingDependency
 from edge_runtime.messages import FacePixels, InputSpec, PixelArray
+from edgeinfer.normalization import Normalization
 
 _cv2: ModuleType | None = None
 
@@ -29,12 +30,12 @@ def opencv() -> ModuleType:
     return _cv2
 
 
-def normalise(pixels: PixelArray, normalization: str) -> npt.NDArray[np.float32]:
+def normalise(pixels: PixelArray, normalization: Normalization) -> npt.NDArray[np.float32]:
     """Map 0..255 intensities as the model's input spec says."""
     x = pixels.astype(np.float32)
-    if normalization == "symmetric":
+    if normalization == Normalization.SYMMETRIC:
         return (x / np.float32(255.0) - np.float32(0.5)) * np.float32(2.0)
-    if normalization == "unit":
+    if normalization == Normalization.UNIT:
         return x / np.float32(255.0)
     return x
 

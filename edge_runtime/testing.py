@@ -23,7 +23,7 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
-from edge_runtime.messages import InputSpec, ModelRef
+from edge_runtime.messages import InputSpec, ModelRef, Normalization
 from edge_runtime.mqtt_door import Wiring
 from edge_runtime.transport import InboundMessage
 
@@ -41,7 +41,7 @@ class FakeModel:
 
     def __init__(self, version: str = "1.0.0", *, side: int = 8, fail_next: int = 0) -> None:
         self._ref = ModelRef("fake", version)
-        self._spec = InputSpec(side, side, 1, "unit")
+        self._spec = InputSpec(side, side, 1, Normalization.UNIT)
         self.fail_next = fail_next
         self.batches: list[int] = []  # faces per batch run, in order
         self.closed = False

@@ -3,8 +3,8 @@
 Manual acknowledgement lets the runtime acknowledge a request only after its answer is
 published, so a crash or restart loses nothing (the broker redelivers unacknowledged messages
 of the persistent session). The socket is watched by the event loop itself (``add_reader``,
-``add_writer``; paho's ``loop_misc`` each second): paho's own network thread measured about
-0.15 ms more CPU per request (bench/). Only the blocking TCP and TLS connect runs in a worker
+``add_writer``; paho's ``loop_misc`` each second): paho's own network thread cost more CPU
+per request (docs/benchmarks.md). Only the blocking TCP and TLS connect runs in a worker
 thread.
 
 The packets of every request, PUBLISH in, PUBACK out, the answer's PUBLISH out and its PUBACK

@@ -12,6 +12,7 @@ from edge_runtime.backends.base import Model
 from edge_runtime.errors import ModelRejected
 from edge_runtime.manifest import Manifest, locate, read_manifest, verify_file
 from edge_runtime.settings import BackendKind, ModelSettings
+from edgeinfer.normalization import Normalization
 
 __all__ = ["Model", "load_model", "load_verified", "open_model_files", "validate_model"]
 
@@ -88,9 +89,9 @@ async def validate_model(model: Model) -> None:
     spec = model.input_spec
     rng = np.random.default_rng(0)
     golden = rng.uniform(-1.0, 1.0, (2, spec.height, spec.width, spec.channels))
-    if spec.normalization == "unit":
+    if spec.normalization == Normalization.UNIT:
         golden = (golden + 1.0) / 2.0
-    elif spec.normalization == "none":
+    elif spec.normalization == Normalization.NONE:
         golden = (golden + 1.0) * 127.5
     try:
         outputs = await model.predict(golden.astype(np.float32))

@@ -18,8 +18,9 @@ from collections.abc import Callable
 _ALPHA = 0.3  # weight of a new batch in a candidate's running cost
 _CLEARLY_SLOWER = 1.5  # an explored batch this much dearer per face ends the exploration
 # More threads serve while they cost at most this much more per face than the cheapest: at full
-# load on an idle node two threads measured nearly the same per face as one but answered 20-45 %
-# more faces (bench.ab), and measurements this close are noise that would flip the choice.
+# load on an idle node two threads measured nearly the same per face as one but answered more
+# faces (bench.ab; docs/benchmarks.md), and measurements this close are noise that would flip
+# the choice.
 _SAME = 1.15
 
 

@@ -1,8 +1,9 @@
 """The TF Serving door's fast path: a request's dense float tensor straight from the JSON bytes.
 
 The reference app sends one face as 48 x 48 x 3 doubles in ``instances``: 6,912 numbers that
-orjson turns into Python floats and numpy then walks again (1.7 ms a request here). pysimdjson
-parses the document lazily and copies the numbers into one buffer in C (0.3 ms). It flattens
+orjson turns into Python floats and numpy then walks again. pysimdjson parses the document
+lazily and copies the numbers into one buffer in C, several times faster (docs/benchmarks.md).
+It flattens
 ragged arrays without a word, so every array's length is checked here against the shape its
 first elements give. Anything this path does not take as it is (other keys, objects, ``b64``,
 strings, a ragged or empty list, a parse error) returns None, and the door's general path

@@ -23,14 +23,9 @@ from edge_runtime.messages import FacePixels, FaceResult, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import HttpSettings, LimitSettings
-from edge_runtime.web.common import (
-    JSON,
-    DoorMetrics,
-    HttpError,
-    answered,
-    json_response,
-    model_headers,
-)
+from edge_runtime.web.door_metrics import DoorMetrics
+from edge_runtime.web.outcomes import HttpError, answered
+from edge_runtime.web.responses import JSON, json_response, model_headers
 from edge_runtime.web.tensors import Json, TensorError, faces_of, scale_floats
 
 FRONTDOOR = "oip"

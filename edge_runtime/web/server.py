@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edge_runtime.errors import ConfigError
-from edge_runtime.web.common import json_response
+from edge_runtime.web.responses import json_response
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -24,14 +24,10 @@ from edge_runtime.messages import FacePixels, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import HttpSettings, LimitSettings, pairs
-from edge_runtime.web.common import (
-    DoorMetrics,
-    HttpError,
-    answered,
-    json_response,
-    model_headers,
-)
 from edge_runtime.web.dense_json import DenseInstances
+from edge_runtime.web.door_metrics import DoorMetrics
+from edge_runtime.web.outcomes import HttpError, answered
+from edge_runtime.web.responses import json_response, model_headers
 from edge_runtime.web.tensors import (
     Json,
     TensorError,

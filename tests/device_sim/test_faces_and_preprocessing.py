@@ -6,9 +6,9 @@ import numpy as np
 
 from device_sim import EMOTIONS, FaceDetector, FaceRenderer, crop_face
 from device_sim.preprocessing import to_gray
-from edge_runtime import InputSpec
+from edge_runtime import InputSpec, Normalization
 
-SPEC = InputSpec(64, 64, 1, "symmetric")
+SPEC = InputSpec(64, 64, 1, Normalization.SYMMETRIC)
 
 
 def test_same_seed_renders_the_same_faces():
@@ -43,6 +43,6 @@ def test_detector_finds_the_face_in_a_real_photo_and_crops_to_the_advertised_siz
 
 def test_rendered_frame_crops_follow_the_advertised_input():
     rendered = FaceRenderer(1).render(EMOTIONS.index("happy"))
-    face = crop_face(rendered.frame, rendered.box, InputSpec(48, 40, 1, "unit"))
+    face = crop_face(rendered.frame, rendered.box, InputSpec(48, 40, 1, Normalization.UNIT))
     assert face.pixels.shape == (48, 40, 1)
     assert rendered.label == 3

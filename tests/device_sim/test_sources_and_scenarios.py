@@ -131,7 +131,7 @@ async def test_closed_loop_camera_without_faces_neither_spins_nor_sends():
 
     from device_sim.camera import Camera, CameraConfig
     from device_sim.sources import Shot
-    from edge_runtime import InputSpec, ModelRef, MqttTransport, ServiceInfo
+    from edge_runtime import InputSpec, ModelRef, MqttTransport, Normalization, ServiceInfo
 
     class Blank:
         def next_shot(self) -> Shot:
@@ -141,7 +141,7 @@ async def test_closed_loop_camera_without_faces_neither_spins_nor_sends():
     config = CameraConfig("blank", "mqtt://127.0.0.1:1", "rt", mode=Mode.CLOSED, in_flight=4)
     camera = Camera(config, stats, source=Blank())
     transport = MqttTransport("mqtt://127.0.0.1:1", client_id="never-connected")
-    spec = InputSpec(64, 64, 1, "symmetric")
+    spec = InputSpec(64, 64, 1, Normalization.SYMMETRIC)
     info = ServiceInfo("rt", ModelRef("emotion", "1.0.0"), spec, (), 16, 8, 1 << 20, 512, "")
     await camera._closed_loop(transport, info, time.monotonic() + 0.3)
     assert stats.sent == 0
