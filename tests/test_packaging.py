@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import configparser
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 ROOTS = {
     "edge_runtime": "edge_runtime",

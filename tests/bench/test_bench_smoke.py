@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Path):

@@ -12,8 +12,9 @@ import pytest
 from cloud_trainer.__main__ import main as trainer
 from cloud_trainer.registry import read_manifest, sha256_bytes
 from edge_runtime import FacePixels, Request, Status
-from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
-from tests.helpers import device
+from tests.support.devices import device
+from tests.support.http import APP_PATH, app_body, astronaut_face_rgb, http_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -129,12 +130,11 @@ async def test_a_users_model_is_served_by_every_front_door(broker, user_models, 
 async def test_a_users_model_is_pushed_like_any_version(broker, user_models, tmp_path, unique):
     """A second registered version of the user's model goes through the device twin like the
     trainer's versions: fetched, verified, swapped, and the app's requests follow it."""
-    import asyncio
 
     from cloud_trainer.push import desired_twins
     from cloud_trainer.store import ModelStore
     from kubeedge_twin import Layout
-    from tests.helpers import reported_twins, standin
+    from tests.support.kubeedge import reported_twins, standin
 
     claims = ["--input", "32x32x3", "--normalisation", "unit", "--labels", LABELS]
     for version in ("1.0.0", "1.1.0"):
@@ -155,11 +155,9 @@ async def test_a_users_model_is_pushed_like_any_version(broker, user_models, tmp
                 _, _, before = await http.call("POST", APP_PATH, body)
                 device_id = http.settings.twin_device
                 edgecore.set_desired(device_id, desired_twins(tmp_path, "mood", "1.1.0", store.url))
-                async with asyncio.timeout(30):
-                    while True:
-                        if reported_twins(edgecore, device_id).get("model_version") == "1.1.0":
-                            break
-                        await asyncio.sleep(0.05)
+                await until(
+                    lambda: reported_twins(edgecore, device_id).get("model_version") == "1.1.0"
+                )
                 status, answer, after = await http.call("POST", APP_PATH, body)
     finally:
         store.stop()

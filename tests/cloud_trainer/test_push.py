@@ -27,8 +27,9 @@ from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.signing import keygen, sign
 from cloud_trainer.store import ModelStore
 from kubeedge_twin import Layout
-from tests.conftest import REPO
-from tests.helpers import crd_schema, make_settings, running_runtime, standin
+from tests.support.kubeedge import crd_schema, standin
+from tests.support.paths import REPO
+from tests.support.runtime import make_settings, running_runtime
 
 DEVICES = {
     "v1alpha2": REPO / "deploy" / "kubeedge" / "v1alpha2" / "inference-service-device.yaml",
@@ -232,8 +233,8 @@ def test_request_counts_read_the_runtime_exposition():
 async def test_canary_with_unhealthy_metrics_is_rolled_back(
     broker, push_registry, unique, tmp_path
 ):
-    from tests.conftest import free_port
-    from tests.helpers import device
+    from tests.support.broker import free_port
+    from tests.support.devices import device
 
     store = ModelStore(push_registry)
     store.start()

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import REPO, Broker, free_port, start_broker, stop_broker
+from tests.support.broker import Broker, free_port, start_broker, stop_broker
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 MOSQUITTO = REPO / "deploy" / "mosquitto"
@@ -230,7 +231,8 @@ async def test_the_runtime_over_tls_with_the_acl_answers_and_never_shows_its_pas
     from prometheus_client import generate_latest
 
     from edge_runtime import Request, Status, decode_response, encode_request
-    from tests.helpers import face, make_settings, running_runtime
+    from tests.support.devices import face
+    from tests.support.runtime import make_settings, running_runtime
 
     broker, pki = secure_broker
     password = "edge-runtime-secret"  # noqa: S105 - the test broker's password

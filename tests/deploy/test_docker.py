@@ -8,7 +8,7 @@ import configparser
 import re
 import subprocess
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 DOCKERFILE = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
 

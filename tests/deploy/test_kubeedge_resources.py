@@ -11,8 +11,8 @@ import yaml
 from device_sim.__main__ import main as device_sim_main
 from edgeinfer.twins import CAMERA_DESIRED, CAMERA_TWIN_TYPES, MODEL_TWINS
 from kubeedge_twin import load_definitions
-from tests.conftest import REPO
-from tests.helpers import crd_schema
+from tests.support.kubeedge import crd_schema
+from tests.support.paths import REPO
 
 RESOURCES = sorted(
     p for p in (REPO / "deploy" / "kubeedge").glob("*/*.yaml") if p.name != "kustomization.yaml"

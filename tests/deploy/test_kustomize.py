@@ -17,8 +17,8 @@ import yaml
 
 from edge_runtime.settings import iter_settings, load_settings
 from mappers.__main__ import build_parser as mapper_parser
-from tests.conftest import REPO
-from tests.helpers import crd_schema
+from tests.support.kubeedge import crd_schema
+from tests.support.paths import REPO
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 OVERLAYS = {"kubeedge-1.4": "v1alpha2", "kubeedge-current": "v1beta1"}

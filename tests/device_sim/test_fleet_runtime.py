@@ -15,8 +15,8 @@ from device_sim.stats import FleetStats
 from edge_runtime import Response
 from edge_runtime.settings import Settings
 from edgeinfer.faces import EMOTIONS
-from tests.conftest import Broker
-from tests.helpers import make_settings, running_runtime
+from tests.support.broker import Broker
+from tests.support.runtime import make_settings, running_runtime
 
 pytestmark = pytest.mark.integration
 

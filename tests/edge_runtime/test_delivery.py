@@ -16,8 +16,9 @@ from edge_runtime import (
     Status,
     encode_request,
 )
-from tests.conftest import start_broker, stop_broker
-from tests.helpers import device, face, make_settings, retrying_device, running_runtime
+from tests.support.broker import start_broker, stop_broker
+from tests.support.devices import device, face, retrying_device
+from tests.support.runtime import make_settings, running_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def _sample(runtime, name: str, **labels: str) -> float:
 async def test_a_burst_without_retries_loses_requests_on_mosquitto_16(registry, unique, tmp_path):
     """The problem, measured: QoS 1 alone loses requests on KubeEdge's broker under a burst,
     and the runtime exports the broker's own count of what it dropped."""
-    from tests.conftest import MOSQUITTO_16_DEFAULT_CONF, free_port, mosquitto_16
+    from tests.support.broker import MOSQUITTO_16_DEFAULT_CONF, free_port, mosquitto_16
 
     port = free_port()
     # KubeEdge's defaults, but $SYS every second instead of every 10 s, to read the count soon.

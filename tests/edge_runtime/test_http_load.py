@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from edge_runtime import Request, Status
-from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
-from tests.helpers import device, face
+from tests.support.devices import device, face
+from tests.support.http import APP_PATH, app_body, astronaut_face_rgb, http_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,7 @@ async def test_a_body_over_the_limit_gets_413_and_a_taken_port_a_clear_error(
     from edge_runtime import Runtime
     from edge_runtime.backends import load_model
     from edge_runtime.errors import ConfigError
-    from tests.helpers import make_settings
+    from tests.support.runtime import make_settings
 
     async with http_runtime(broker.url, registry, unique, **{"http.max_body_bytes": 1000}) as http:
         status, answer, _ = await http.call("POST", APP_PATH, app_body(astronaut_face_rgb()))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.edge_runtime.http_helpers import astronaut_face_rgb, http_runtime
+from tests.support.http import astronaut_face_rgb, http_runtime
 
 pytestmark = pytest.mark.integration
 

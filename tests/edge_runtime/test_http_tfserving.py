@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge_runtime import FacePixels, Request, Status
-from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
-from tests.helpers import device
+from tests.support.devices import device
+from tests.support.http import APP_PATH, app_body, astronaut_face_rgb, http_runtime
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import pytest
 
 from edge_runtime import FacePixels, Request, Status
 from edge_runtime.preprocessing import normalise
-from tests.helpers import device, make_settings, running_runtime
+from tests.support.devices import device
+from tests.support.runtime import make_settings, running_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

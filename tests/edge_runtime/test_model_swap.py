@@ -18,17 +18,16 @@ from edge_runtime.__main__ import _startup_model
 from edgeinfer.twins import MODEL_TWINS
 from kubeedge_sim.dmi_edgecore import DmiEdgecore
 from kubeedge_twin import DeviceDefinition, Layout
-from tests.helpers import (
+from tests.support.devices import device, face
+from tests.support.kubeedge import (
     crd_schema,
-    device,
     dmi_standin,
-    face,
-    make_settings,
     reported_twins,
-    running_runtime,
     socket_directory,
     standin,
 )
+from tests.support.runtime import make_settings, running_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +74,8 @@ def _device_id(layout: Layout, name: str) -> str:
 
 
 async def _until(service, device_id, done) -> dict[str, str]:
-    async with asyncio.timeout(20):
-        while True:
-            reported = reported_twins(service, device_id)
-            if done(reported):
-                return reported
-            await asyncio.sleep(0.02)
+    await until(lambda: done(reported_twins(service, device_id)), 20, interval_s=0.02)
+    return reported_twins(service, device_id)
 
 
 async def _until_reported(service, device_id, **expected: str) -> dict[str, str]:
@@ -485,7 +480,7 @@ async def test_over_dmi_restarts_of_the_runtime_and_of_edgecore_resync(
 async def test_swap_under_http_load_fails_nothing(broker, swap_registry, store, unique, tmp_path):
     """The app's requests keep coming while a push swaps the model: every one answered 200,
     each naming the version that answered it, old then new, never back."""
-    from tests.edge_runtime.http_helpers import APP_PATH, app_body, astronaut_face_rgb, http_runtime
+    from tests.support.http import APP_PATH, app_body, astronaut_face_rgb, http_runtime
 
     body = app_body(astronaut_face_rgb())
     twin = {

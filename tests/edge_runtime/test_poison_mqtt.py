@@ -13,8 +13,10 @@ import pytest
 
 from edge_runtime import Request, Status
 from edgeinfer.v1 import inference_pb2 as pb
-from tests.conftest import free_port, start_broker, stop_broker
-from tests.helpers import device, face, make_settings, running_runtime
+from tests.support.broker import free_port, start_broker, stop_broker
+from tests.support.devices import device, face
+from tests.support.runtime import make_settings, running_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +28,7 @@ def _counter(runtime, name: str, **labels: str) -> float:
 
 async def _all_acknowledged(runtime) -> None:
     """Every request taken from the broker is acknowledged (answers are acked a moment later)."""
-    async with asyncio.timeout(10):
-        while runtime.transport.unacked:  # noqa: ASYNC110 - acks are not events
-            await asyncio.sleep(0.02)
+    await until(lambda: not runtime.transport.unacked, 10, what="every request acknowledged")
 
 
 async def _good_answer(good, request_id: str) -> None:
@@ -148,9 +148,7 @@ async def test_a_response_the_broker_refuses_is_counted_and_acknowledged(
                     Request(f"denied-{i}", "cam", 0, (face(i),)),
                     response_topic=f"{root}/cam/denied",
                 )
-            async with asyncio.timeout(10):
-                while _counter(runtime, "edge_publish_failures") < 10:  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
+            await until(lambda: _counter(runtime, "edge_publish_failures") >= 10, 10)
             await _good_answer(good, "still-served")
             assert runtime.transport.connections == connections
             await _all_acknowledged(runtime)

@@ -12,8 +12,9 @@ import urllib.request
 import pytest
 
 from edge_runtime import InferenceClient, MqttTransport, Request, RetryPolicy, Status, Topics
-from tests.conftest import free_port
-from tests.helpers import face, runtime_process
+from tests.support.broker import free_port
+from tests.support.devices import face
+from tests.support.runtime import runtime_process
 
 pytestmark = pytest.mark.integration
 

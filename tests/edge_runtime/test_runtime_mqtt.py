@@ -17,7 +17,9 @@ from edge_runtime import (
     decode_service_info,
 )
 from edgeinfer.v1 import inference_pb2 as pb
-from tests.helpers import device, face, make_settings, running_runtime
+from tests.support.devices import device, face
+from tests.support.runtime import make_settings, running_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -297,7 +299,7 @@ async def test_float32_rgb_faces_of_any_size_are_converted(broker, registry, uni
 
 
 async def test_metrics_and_probes_are_served_over_http(broker, registry, unique):
-    from tests.conftest import free_port
+    from tests.support.broker import free_port
 
     port = free_port()
     settings = make_settings(broker.url, registry, unique, **{"metrics.port": port})
@@ -324,7 +326,7 @@ async def test_metrics_and_probes_are_served_over_http(broker, registry, unique)
 async def test_runtime_reconnects_and_resubscribes_after_a_broker_restart(
     registry, unique, tmp_path
 ):
-    from tests.conftest import free_port, start_broker, stop_broker
+    from tests.support.broker import free_port, start_broker, stop_broker
 
     port = free_port()
     own = start_broker(tmp_path, port)
@@ -335,9 +337,7 @@ async def test_runtime_reconnects_and_resubscribes_after_a_broker_restart(
                 await cam.send(Request("before", "cam", 0, (face(1),)))
                 assert (await cam.receive(1))[0].status is Status.OK
             stop_broker(own)
-            async with asyncio.timeout(10):
-                while runtime.transport.connected.is_set():  # noqa: ASYNC110 - paho thread
-                    await asyncio.sleep(0.02)
+            await until(lambda: not runtime.transport.connected.is_set(), 10)
             own = start_broker(tmp_path, port)  # a fresh broker: no session, no subscriptions
             await runtime.transport.wait_connected(20)
             async with device(own.url, settings.topic_root, "cam") as cam:

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from edge_runtime import Request, Status
-from tests.helpers import Device, device, face, runtime_process
+from tests.support.devices import Device, device, face
+from tests.support.runtime import runtime_process
 
 pytestmark = pytest.mark.integration
 
@@ -120,5 +121,5 @@ async def test_last_will_reports_offline_when_the_runtime_dies(broker, registry,
     async with watching(broker.url, unique, "cam") as cam:
         await _wait_state(cam, b"online")
         process.kill()  # no graceful offline publish: only the Will can say it
-        await _exit_code(process)
-        await _wait_state(cam, b"offline")
+        assert await _exit_code(process) == -signal.SIGKILL
+        assert await _state(cam) == b"offline"  # the next state anyone hears is the Will

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +21,9 @@ from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
 from kubeedge_twin.crd import definitions
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin
-from tests.conftest import REPO, edgecore_binary
+from tests.support.kubeedge import edgecore_binary
+from tests.support.paths import REPO
+from tests.support.until import until
 
 NODE = "node-a"
 DEPLOY = REPO / "deploy" / "kubeedge"
@@ -186,12 +188,6 @@ async def desired_until(twin: DmiTwin | TwinClient, key: str, value: str) -> Non
         async for desired in twin.desired():
             if desired.get(key) == value:
                 return
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 - state of other processes
-            await asyncio.sleep(0.05)
 
 
 async def reported_until(side: Side, device_id: str, timeout_s: float = 30, **values: str) -> None:

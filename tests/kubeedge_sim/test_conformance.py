@@ -30,7 +30,6 @@ from edgeinfer.twins import CAMERA_TWIN_TYPES
 from kubeedge_twin import DeviceRef, Layout, TwinTopics
 from kubeedge_twin.dmi.mapper import DmiMapper
 from mappers import CameraMapper, Connection, MappedDevice, ResultMapper, run_forever
-from tests.helpers import crd_schema, socket_directory
 from tests.kubeedge_sim.sides import (
     DEPLOY,
     RUNTIME,
@@ -44,6 +43,7 @@ from tests.kubeedge_sim.sides import (
     runtime_mapper,
     until,
 )
+from tests.support.kubeedge import crd_schema, socket_directory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -17,7 +17,6 @@ from edgeinfer import camera as contract
 from kubeedge_twin import Layout, TwinTopics
 from kubeedge_twin.dmi.mapper import DmiMapper
 from mappers import CameraMapper, Connection, run_forever
-from tests.helpers import socket_directory
 from tests.kubeedge_sim.sides import (
     RUNTIME,
     RealSide,
@@ -31,6 +30,7 @@ from tests.kubeedge_sim.sides import (
     runtime_mapper,
     until,
 )
+from tests.support.kubeedge import socket_directory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -110,7 +110,7 @@ async def test_mqtt_1_4_a_runtime_that_reached_the_broker_first_reports_once_edg
     """A node's reboot can bring the runtime to mosquitto before edgecore v1.4.0 subscribes: its
     first twin/get and report are lost. It asks again until edgecore answers, then reports, so
     the cloud learns which version it serves without any cloud change."""
-    from tests.helpers import make_settings, running_runtime
+    from tests.support.runtime import make_settings, running_runtime
 
     settings = make_settings(
         broker.url,

@@ -17,7 +17,7 @@ from kubeedge_sim.engine import Outbox, TwinEngine
 from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceDefinition, Layout
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin, edgecore_socket_path
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 KUBEEDGE_FILES = REPO / "third_party" / "kubeedge"  # vendored by tag
 
@@ -67,12 +67,6 @@ async def running(mapper: DmiMapper) -> AsyncIterator[DmiMapper]:
 async def _next(twin: DmiTwin) -> dict[str, str]:
     async with asyncio.timeout(10):
         return await anext(aiter(twin.desired()))
-
-
-async def _until(condition, timeout_s: float = 15.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 - state of another thread's server
-            await asyncio.sleep(0.02)
 
 
 def _mapper(directory: Path, **kw) -> DmiMapper:

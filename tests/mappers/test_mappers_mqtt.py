@@ -22,8 +22,10 @@ from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceRef, Layout, TwinTopics
 from kubeedge_twin.topics import TWIN_UPDATE_DELTA
 from mappers import CameraMapper, Connection, MappedDevice, ResultMapper, run_forever
-from tests.conftest import Broker, start_broker, stop_broker
-from tests.helpers import dmi_standin, make_settings, running_runtime, socket_directory
+from tests.support.broker import Broker, start_broker, stop_broker
+from tests.support.kubeedge import dmi_standin, socket_directory
+from tests.support.runtime import make_settings, running_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +74,6 @@ def actual(service: EdgecoreStandIn, device_id: str, name: str) -> str | None:
 def state(service: EdgecoreStandIn, device_id: str) -> str | None:
     device = service.engine.device(device_id)
     return device.state if device else None
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 - polls state owned by other threads
-            await asyncio.sleep(0.05)
 
 
 def _camera(name: str, broker: Broker, settings, stats: FleetStats) -> Camera:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 
 def test_dmi_stubs_are_up_to_date(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import ast
 import collections
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 PACKAGES = {
     "edgeinfer": REPO / "proto" / "edgeinfer",

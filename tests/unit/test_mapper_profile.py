@@ -9,7 +9,7 @@ import pytest
 from edgeinfer.twins import CAMERA_TWIN_TYPES
 from kubeedge_twin import DeviceRef
 from mappers import ProfileError, load_devices
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 # The shape of cloudcore's device-profile-config-<node> ConfigMap (SPEC §3.2).
 PROFILE = {

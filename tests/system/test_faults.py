@@ -23,16 +23,11 @@ from edge_runtime import Request, Status, encode_request
 from edgeinfer.twins import MODEL_STATUS
 from kubeedge_sim.standin import EdgecoreStandIn
 from kubeedge_twin import Layout
-from tests.conftest import free_port, mosquitto_16, start_broker, stop_broker
-from tests.faults import Figures, Load, peak_rss_mb, seconds
-from tests.helpers import (
-    device,
-    face,
-    make_settings,
-    running_runtime,
-    runtime_process,
-    standin,
-)
+from tests.support.broker import free_port, mosquitto_16, start_broker, stop_broker
+from tests.support.devices import device, face
+from tests.support.faults import Figures, Load, peak_rss_mb, seconds
+from tests.support.kubeedge import standin
+from tests.support.runtime import make_settings, running_runtime, runtime_process
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, start_broker, stop_broker
+from tests.support.broker import free_port, start_broker, stop_broker
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import numpy.typing as npt
 
 from device_sim.app import APP_PATH, APP_SIDE, app_body, picture
 from edge_runtime import Runtime, Settings
-from tests.conftest import free_port
-from tests.helpers import make_settings, running_runtime
+from tests.support.broker import free_port
+from tests.support.runtime import make_settings, running_runtime
 
 __all__ = ["APP_PATH", "HttpRuntime", "app_body", "astronaut_face_rgb", "http_runtime"]
 

@@ -22,7 +22,7 @@ from edge_runtime import (
     Status,
     Topics,
 )
-from tests.helpers import face, retrying_device
+from tests.support.devices import face, retrying_device
 
 SOAK_SECONDS = float(os.environ.get("EDGE_SOAK_SECONDS", "0"))
 

@@ -1,0 +1,1 @@
+"""What the tests share: a broker, runtimes, devices, KubeEdge sides, one poller."""
