@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test test-fast soak lint proto bench bench-peers images clean
+.PHONY: setup models demo test test-fast soak lint proto docs bench bench-peers images clean
 
 setup:
 	scripts/bootstrap
@@ -26,6 +26,10 @@ lint: setup
 
 proto: setup
 	scripts/gen-proto
+
+# docs/configuration.md and docs/metrics.md from the runtime's declarations (a test checks them).
+docs: setup
+	.venv/bin/python scripts/gen_docs.py
 
 bench: setup
 	.venv/bin/python -m bench
