@@ -12,15 +12,14 @@ real cluster, edit the Device resource instead (``cloud-trainer push --backend k
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import aiomqtt
 
-from edgeinfer.broker import Broker
+from edgeinfer.broker import SOCKET_OPTIONS, Broker
 from kubeedge_twin.messages import (
     MsgTwin,
     TwinMessage,
@@ -31,6 +30,8 @@ from kubeedge_twin.messages import (
     now_ms,
 )
 from kubeedge_twin.topics import PREFIX, TWIN_GET, TWIN_GET_RESULT
+
+T = TypeVar("T")
 
 SIM_CLOUD = "kubeedge-sim/cloud/"
 SIM_DESIRED = "/desired"
@@ -64,18 +65,19 @@ def cloud_update(values: Mapping[str, str], resource_version: int | None = None)
     return TwinMessage(twins).encode(versions=True)
 
 
-def _connected_client(broker: str) -> mqtt.Client:
-    """A clean-session paho client connected to ``broker`` with its network loop running."""
+def _client(broker: str) -> aiomqtt.Client:
+    """A clean-session client for one short exchange with ``broker``."""
     address = Broker.parse(broker)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    if address.tls:
-        client.tls_set()
-    client.connect(address.host, address.port, keepalive=30)
-    client.loop_start()
-    return client
+    return aiomqtt.Client(
+        address.host,
+        address.port,
+        tls_params=aiomqtt.TLSParameters() if address.tls else None,
+        socket_options=list(SOCKET_OPTIONS),
+        keepalive=30,
+    )
 
 
-def publish_cloud_update(
+async def publish_cloud_update_async(
     broker: str, device_id: str, values: Mapping[str, str], timeout_s: float = 10.0
 ) -> None:
     """Give the simulated cloud desired values for ``device_id``; wait for the broker's ack.
@@ -83,19 +85,15 @@ def publish_cloud_update(
     Raises:
         TimeoutError: if the broker does not acknowledge in time.
     """
-    client = _connected_client(broker)
     try:
-        info = client.publish(desired_topic(device_id), cloud_update(values), qos=1)
-        info.wait_for_publish(timeout_s)
-        if not info.is_published():
-            raise TimeoutError(f"broker {broker} did not acknowledge the twin update")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+        async with asyncio.timeout(timeout_s), _client(broker) as client:
+            await client.publish(desired_topic(device_id), cloud_update(values), qos=1)
+    except TimeoutError:
+        raise TimeoutError(f"broker {broker} did not acknowledge the twin update") from None
 
 
-def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    """A device's twin document from edgecore (``twin/get``; blocking).
+async def fetch_twins_async(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """A device's twin document from edgecore (``twin/get``).
 
     Returns:
         The ``twin`` map of the ``get/result`` document: name → ``{expected, actual, ...}``.
@@ -103,26 +101,40 @@ def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[st
     Raises:
         TimeoutError: if no answer arrives in time.
     """
-    answer = threading.Event()
-    documents: list[bytes] = []
     topic = f"{PREFIX}{device_id}"
-
-    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        documents.append(bytes(message.payload))
-        answer.set()
-
-    client = _connected_client(broker)
-    client.on_message = on_message
     try:
-        client.subscribe(topic + TWIN_GET_RESULT, qos=1)
-        client.publish(topic + TWIN_GET, get_request(f"get-{now_ms()}"), qos=1)
-        if not answer.wait(timeout_s):
-            raise TimeoutError(f"no twin/get/result for {device_id} from {broker}")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    twins: dict[str, Any] = json.loads(documents[0]).get("twin") or {}
+        async with asyncio.timeout(timeout_s), _client(broker) as client:
+            await client.subscribe(topic + TWIN_GET_RESULT, qos=1)
+            await client.publish(topic + TWIN_GET, get_request(f"get-{now_ms()}"), qos=1)
+            async for message in client.messages:
+                if isinstance(message.payload, bytes):
+                    document = message.payload
+                    break
+    except TimeoutError:
+        raise TimeoutError(f"no twin/get/result for {device_id} from {broker}") from None
+    twins: dict[str, Any] = json.loads(document).get("twin") or {}
     return twins
+
+
+def publish_cloud_update(
+    broker: str, device_id: str, values: Mapping[str, str], timeout_s: float = 10.0
+) -> None:
+    """``publish_cloud_update_async``, blocking (for programs without an event loop)."""
+    _blocking(publish_cloud_update_async(broker, device_id, values, timeout_s))
+
+
+def fetch_twins(broker: str, device_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """``fetch_twins_async``, blocking (for programs without an event loop)."""
+    return _blocking(fetch_twins_async(broker, device_id, timeout_s))
+
+
+def _blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    coroutine.close()
+    raise RuntimeError("a blocking helper called on a running event loop: await its *_async form")
 
 
 def twin_values(twins: Mapping[str, Any], side: str) -> dict[str, str]:

@@ -197,17 +197,23 @@ async def test_local_canary_rolls_out_and_rolls_back_on_failure(
                 await asyncio.to_thread(
                     rollout, backend, [canary, other], good, policy, lines.append
                 )
-                assert backend.reported(canary)["model_version"] == "1.1.0"
-                assert backend.desired(other)["model_version"] == "1.1.0"
+                assert (await asyncio.to_thread(backend.reported, canary))[
+                    "model_version"
+                ] == "1.1.0"
+                assert (await asyncio.to_thread(backend.desired, other))["model_version"] == "1.1.0"
 
                 bad = desired_twins(push_registry, "emotion", "9.0.1", store.url)
                 with pytest.raises(RolloutFailed, match="failed:"):
                     await asyncio.to_thread(
                         rollout, backend, [canary, other], bad, policy, lines.append
                     )
-                assert backend.desired(canary)["model_version"] == "1.1.0"  # restored
-                assert backend.desired(other)["model_version"] == "1.1.0"  # never touched
-                reported = backend.reported(canary)
+                assert (await asyncio.to_thread(backend.desired, canary))[
+                    "model_version"
+                ] == "1.1.0"  # restored
+                assert (await asyncio.to_thread(backend.desired, other))[
+                    "model_version"
+                ] == "1.1.0"  # never touched
+                reported = await asyncio.to_thread(backend.reported, canary)
                 assert reported["model_version"] == "1.1.0"  # still serving the good one
                 assert service.engine.device(canary) is not None
     finally:
@@ -282,6 +288,8 @@ async def test_canary_with_unhealthy_metrics_is_rolled_back(
                 finally:
                     stop.set()
                     await traffic
-                assert backend.desired(canary).get("model_version", "") == ""  # restored
+                assert (await asyncio.to_thread(backend.desired, canary)).get(
+                    "model_version", ""
+                ) == ""  # restored
     finally:
         store.stop()
