@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         served = stack.enter_context(naive_peer(REPO, port, model.resolve()))
         servers["naive"] = (port, psutil.Process(served.pid), 32)
         for index in range(args.rounds):
-            for name, (port, process, in_flight) in servers.items():
+            # Whoever went first in a round measured faster here, whatever the code (A first:
+            # B 6 % slower; the same two checkouts swapped: A 2.5 % faster): the order alternates.
+            order = ["A", "B", "naive"] if index % 2 == 0 else ["B", "A", "naive"]
+            for name in order:
+                port, process, in_flight = servers[name]
                 window = CpuWindow(process)
                 row = closed(port, in_flight, args.seconds, window)
                 rates[name].append(row.faces_per_s)
@@ -110,7 +114,8 @@ def _latency(
     p99: dict[str, list[float]] = {name: [] for name in servers}
     own: dict[str, list[float]] = {name: [] for name in servers}
     for index in range(rounds):
-        for name, (port, _, _) in servers.items():
+        for name in list(servers) if index % 2 == 0 else ["B", "A", *list(servers)[2:]]:
+            port = servers[name][0]
             with busy_neighbour() if neighbour else contextlib.nullcontext():
                 if neighbour:
                     time.sleep(1.0)  # as part 8: the runtime meets the neighbour first
