@@ -8,10 +8,11 @@ edge node sees, and nothing more:
   ``wss://<server>/<project>/<node>/events`` with ``node_id``/``project_id`` headers
   (``edge/pkg/edgehub/clients/wsclient/websocket.go``); every frame is one JSON
   ``model.Message`` (``pkg/viaduct/pkg/lane/wsnopack.go``).
-- **its node queue**: messages for a node wait while it is offline and are sent when it
-  connects; resource messages (Device, DeviceModel) stay until edgecore's metamanager answers
-  with a ``response`` and are sent again on the next connection (cloudhub's ACK message pool),
-  twin-group messages are sent once (its no-ACK pool).
+- **its node queue** (``cloud/pkg/cloudhub/session/node_session.go``): messages for a node wait
+  while it is offline and are sent when it connects; resource messages (Device, DeviceModel)
+  go one at a time, each sent again every 5 s until edgecore's metamanager answers with a
+  ``response`` (after 4 retries back in the queue: ``SendAckMessage``), twin-group messages
+  are sent once (``SendNoAckMessage``).
 - **the device controller** (``kubeedge_sim.cloud_messages`` says which messages, from which
   source file): Devices bound to this node, desired changes, deletions; and its upstream half
   (``upstream.go``): ``twin/edge_updated`` reports stored as the Device's status and answered
@@ -21,6 +22,7 @@ edge node sees, and nothing more:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import json
@@ -36,6 +38,10 @@ from kubeedge_sim import cloud_messages as cm
 from kubeedge_sim.certs import Certificates
 
 _LOGGER = logging.getLogger(__name__)
+# cloud/pkg/cloudhub/session/node_session.go: a message that needs an ack is sent again every
+# 5 s (sendRetryInterval) until edgecore acks it; after 4 retries it goes back in the queue.
+SEND_RETRY_S = 5.0
+SEND_RETRIES = 4
 
 
 @dataclass
@@ -72,6 +78,10 @@ class CloudHub:
         self._socket: web.WebSocketResponse | None = None
         self._outbox: list[dict[str, Any]] = []  # waiting for a connection
         self._unacked: dict[str, dict[str, Any]] = {}  # resource messages by msg_id
+        self._ack_order: collections.deque[str] = collections.deque()  # their ids, to send
+        self._ack_wake = asyncio.Event()
+        self._acks: dict[str, asyncio.Event] = {}  # the one in flight
+        self._sender: asyncio.Task[None] | None = None
         self._devices: dict[str, dict[str, Any]] = {}  # by device id
         self._models: dict[str, dict[str, Any]] = {}  # by <ns>/<name>
         self._version = cm.now_ms()  # resourceVersions, growing as the API server's
@@ -102,9 +112,14 @@ class CloudHub:
         if server is None:
             raise RuntimeError("the CloudHub did not start listening")
         self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._sender = asyncio.get_running_loop().create_task(self._send_acked())
 
     async def stop(self) -> None:
         """Close the edge's connection and stop listening."""
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
         if self._socket is not None:
             await self._socket.close()
         if self._runner is not None:
@@ -269,10 +284,40 @@ class CloudHub:
     async def _send(self, msg: dict[str, Any]) -> None:
         if msg["route"]["group"] == cm.GROUP_RESOURCE:
             self._unacked[msg["header"]["msg_id"]] = msg
+            self._ack_order.append(msg["header"]["msg_id"])
+            self._ack_wake.set()
+            return
         if self._socket is None or self._socket.closed:
             self._outbox.append(msg)
             return
         await self._socket.send_str(json.dumps(msg))
+
+    async def _send_acked(self) -> None:
+        """``SendAckMessage``: one message needing an ack at a time, sent until edgecore acks."""
+        while True:
+            while not self._ack_order:
+                self._ack_wake.clear()
+                await self._ack_wake.wait()
+            msg_id = self._ack_order.popleft()
+            msg = self._unacked.get(msg_id)
+            if msg is None:
+                continue
+            acked = self._acks[msg_id] = asyncio.Event()
+            try:
+                for _ in range(1 + SEND_RETRIES):
+                    await self.connected.wait()
+                    socket = self._socket
+                    if socket is not None and not socket.closed:
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await socket.send_str(json.dumps(msg))
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(SEND_RETRY_S):
+                            await acked.wait()
+                        break
+                else:
+                    self._ack_order.append(msg_id)  # AddRateLimited: its turn comes again
+            finally:
+                self._acks.pop(msg_id, None)
 
     # --- the edge's connection ---
 
@@ -289,11 +334,7 @@ class CloudHub:
         self._socket = socket
         self.connections += 1
         _LOGGER.info("edge node %s connected (%d)", node, self.connections)
-        pending = list(self._unacked.values()) + [
-            m for m in self._outbox if m["route"]["group"] != cm.GROUP_RESOURCE
-        ]
-        pending.sort(key=lambda m: int(m["header"]["timestamp"]))
-        self._outbox.clear()
+        pending, self._outbox = self._outbox, []  # messages needing an ack: _send_acked
         for msg in pending:
             await socket.send_str(json.dumps(msg))
         self.connected.set()
@@ -312,7 +353,10 @@ class CloudHub:
         route = msg.get("route") or {}
         operation, resource = route.get("operation", ""), route.get("resource", "")
         if operation == "response":
-            self._unacked.pop((msg.get("header") or {}).get("parent_msg_id", ""), None)
+            parent = (msg.get("header") or {}).get("parent_msg_id", "")
+            self._unacked.pop(parent, None)
+            if parent in self._acks:
+                self._acks[parent].set()
         elif resource.endswith("/twin/edge_updated") and resource.startswith("device/"):
             self._store_report(
                 resource.removeprefix("device/").removesuffix("/twin/edge_updated"), msg

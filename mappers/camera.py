@@ -83,6 +83,7 @@ class _Camera:
         self.status: contract.CameraStatus | None = None
 
     async def _report(self, values: Mapping[str, str]) -> None:
+        _LOGGER.debug("camera %s: reporting %s", self.device.ref.name, dict(values))
         types = {name: self.device.twins[name] for name in values}
         hand_over(self._metrics, "twin", lambda: self.twin.report(values, types))
         data = {k: v for k, v in values.items() if k in self.device.data_properties}

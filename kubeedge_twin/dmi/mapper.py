@@ -101,7 +101,9 @@ class _Device:
     reported: dict[str, str] = field(default_factory=dict)
     queue: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
     dirty: bool = False  # reported values not yet sent
+    urgent: bool = False  # among them, a twin the cloud sets (it waits to see it applied)
     state: str = ""  # a state not yet sent
+    sent_state: str = ""  # the state edgecore last accepted
 
 
 class DmiTwin:
@@ -171,14 +173,30 @@ class DmiTwin:
         del types
         for value in values.values():
             check_value(value)
-        self._device.reported.update(values)
-        self._device.dirty = True
-        return self._mapper._schedule(self._device)
+        device = self._device
+        changed = {k: v for k, v in values.items() if device.reported.get(k) != v}
+        if not changed and not device.dirty:  # edgecore has these already: no call spent
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        device.reported.update(changed)
+        if changed:
+            device.dirty = True
+            # Edgecore takes about one call a second for the whole node: a twin the cloud set
+            # goes before values that merely changed (a camera's last_emotion, every answer).
+            # (Edgecore gives every property a desired field: a value says the cloud set it.)
+            device.urgent = device.urgent or any((device.desired or {}).get(k) for k in changed)
+        return self._mapper._schedule(device)
 
     def report_state(self, state: str) -> asyncio.Future[None]:
         """Report the device's state (``online``, ``offline``, ``ok``, ...; edgecore 1.18+)."""
-        self._device.state = state
-        return self._mapper._schedule(self._device)
+        device = self._device
+        if state == device.sent_state and not device.state:  # edgecore has it: no call spent
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        device.state = state
+        return self._mapper._schedule(device)
 
     async def resync(self) -> None:
         """Nothing to ask: edgecore calls the mapper with every change.
@@ -237,6 +255,7 @@ class DmiMapper:
         self.on_new_device: Callable[[pb.Device], bool] | None = None
         self.on_removed_device: Callable[[str, str], None] | None = None
         self.registered = asyncio.Event()
+        self._registered_identity: tuple[int, int] | None = None  # edgecore's socket, last time
         self.registrations = 0
         self.rate_limited = 0  # calls edgecore refused with "too many request"
         self.reports = 0  # ReportDeviceStatus/States calls edgecore accepted
@@ -354,9 +373,12 @@ class DmiMapper:
                 missing_wait = 0.0
             if identity is not None and identity != registered_with:
                 try:
-                    await self._register()
+                    # A new edgecore (restarted: a new socket) may have lost what it was told;
+                    # registering again with the same one (a sweep) must not re-send it all.
+                    await self._register(everything_again=identity != self._registered_identity)
                 except (aio.AioRpcError, OSError) as exc:
-                    self.registered.clear()
+                    if identity != self._registered_identity:
+                        self.registered.clear()  # a sweep that failed keeps reporting
                     _LOGGER.warning(
                         "mapper %s cannot register with edgecore at %s: %s",
                         self._name,
@@ -367,6 +389,7 @@ class DmiMapper:
                     delay = min(_BACKOFF_MAX_S, delay * 2)
                     continue
                 registered_with, delay = identity, self._resync_s
+                self._registered_identity = identity
             elif identity is None:
                 self.registered.clear()
                 registered_with = None
@@ -391,9 +414,11 @@ class DmiMapper:
         for device in self._devices.values():
             if device.reported:
                 device.dirty = True
+            if device.sent_state and not device.state:
+                device.state, device.sent_state = device.sent_state, ""
         self._wake.set()
 
-    async def _register(self) -> None:
+    async def _register(self, *, everything_again: bool = True) -> None:
         request = pb.MapperRegisterRequest(
             withData=True,
             mapper=pb.MapperInfo(
@@ -418,7 +443,10 @@ class DmiMapper:
         )
         for device in response.deviceList:
             self.offer(device)
-        self._report_everything_again()  # edgecore restarted: tell it everything again
+        if everything_again:
+            self._report_everything_again()
+        else:
+            self._wake.set()
 
     def _channel(self) -> aio.Channel:
         # A connection per call, as edgecore makes its own calls; no retries hidden in gRPC.
@@ -447,7 +475,10 @@ class DmiMapper:
                 continue
             devices = list(self._devices.values())
             start = self._turn % max(1, len(devices))
-            for index, device in enumerate(devices[start:] + devices[:start]):
+            in_turn = devices[start:] + devices[:start]
+            # Twins the cloud set first, then states, then values that merely changed.
+            ranked = sorted(in_turn, key=lambda d: 0 if d.urgent else 1 if d.state else 2)
+            for device in ranked:
                 if not (device.dirty or device.state):
                     continue
                 try:
@@ -456,6 +487,7 @@ class DmiMapper:
                     reason = _reason(exc)
                     if RATE_LIMITED in reason:
                         self.rate_limited += 1
+                        _LOGGER.debug("mapper %s: rate limited (%d)", self._name, self.rate_limited)
                     else:
                         _LOGGER.warning("mapper %s: report failed: %s", self._name, reason)
                     self._wake.set()  # what was not sent stays marked: retried below
@@ -463,7 +495,14 @@ class DmiMapper:
                     delay = min(_BACKOFF_MAX_S, delay * 2)
                     break
                 delay = 1.0
-                self._turn = start + index + 1
+                _LOGGER.debug(
+                    "mapper %s: reported %s/%s %s",
+                    self._name,
+                    device.namespace,
+                    device.name,
+                    device.reported,
+                )
+                self._turn = devices.index(device) + 1
                 future = self._pending.pop((device.namespace, device.name), None)
                 if future is not None and not future.done() and not device.dirty:
                     future.set_result(None)
@@ -473,7 +512,7 @@ class DmiMapper:
             stub = rpc.DeviceManagerServiceStub(channel)
             if device.dirty:
                 # Values reported after this snapshot mark the device dirty again.
-                device.dirty = False
+                urgent, device.dirty, device.urgent = device.urgent, False, False
                 twins = [
                     pb.Twin(
                         propertyName=name,
@@ -492,7 +531,7 @@ class DmiMapper:
                         timeout=_CALL_TIMEOUT_S,
                     )
                 except BaseException:
-                    device.dirty = True
+                    device.dirty, device.urgent = True, device.urgent or urgent
                     raise
                 self.reports += 1
             if device.state:
@@ -510,6 +549,7 @@ class DmiMapper:
                     _LOGGER.info("edgecore has no ReportDeviceStates (it is 1.18+): not sent")
                 else:
                     self.reports += 1
+                device.sent_state = state
                 if device.state == state:
                     device.state = ""
 

@@ -18,6 +18,7 @@ from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceDefinition, Layout
 from kubeedge_twin.dmi.mapper import DmiMapper, DmiTwin, edgecore_socket_path
 from tests.support.paths import REPO
+from tests.support.until import until
 
 KUBEEDGE_FILES = REPO / "third_party" / "kubeedge"  # vendored by tag
 
@@ -337,3 +338,52 @@ async def test_config_data_arrives_as_edgecore_encodes_it(short_tmp):
     assert config["gain"] != 1.1
     assert config["hdr"] is True
     assert broken.current() is None  # never delivered
+
+
+async def test_values_edgecore_already_has_cost_no_call(short_tmp):
+    """Edgecore takes about one DMI call a second for the whole node: reporting the same values
+    again (a mapper's periodic resend) spends none of them."""
+    edgecore = Edgecore(short_tmp)
+    edgecore.add("cam-00", protocol="edgeinfer", capture_fps="5")
+    edgecore.dmi.start()
+    mapper = _mapper(short_tmp)
+    twin = mapper.follow("default", "cam-00")
+    try:
+        async with running(mapper):
+            await asyncio.wait_for(mapper.registered.wait(), 10)
+            await asyncio.wait_for(twin.report({"capture_fps": "5"}), 10)
+            before = edgecore.dmi.calls.count("ReportDeviceStatus")
+            for _ in range(5):
+                await asyncio.wait_for(twin.report({"capture_fps": "5"}), 1)
+            await asyncio.sleep(0.3)
+            assert edgecore.dmi.calls.count("ReportDeviceStatus") == before
+            await asyncio.wait_for(twin.report({"capture_fps": "2"}), 10)
+            assert edgecore.dmi.calls.count("ReportDeviceStatus") == before + 1
+    finally:
+        edgecore.dmi.stop()
+    assert edgecore.reported("cam-00") == {"capture_fps": "2"}
+
+
+async def test_a_twin_the_cloud_set_goes_before_values_that_merely_changed(short_tmp):
+    """With the limit spent, the camera whose desired capture_fps was applied reports first,
+    ahead of the others' changing last_emotion (the cloud waits to see its edit applied)."""
+    edgecore = Edgecore(short_tmp, RateLimiter(rate=2.0, burst=1))
+    names = [f"cam-{i:02d}" for i in range(8)]
+    for name in names:  # edgecore gives every property a desired field, empty unless set
+        edgecore.add(name, protocol="edgeinfer", capture_fps="5", last_emotion="")
+    edgecore.dmi.start()
+    mapper = _mapper(short_tmp)
+    twins = {name: mapper.follow("default", name) for name in names}
+    try:
+        async with running(mapper):
+            await until(lambda: all(t.current() is not None for t in twins.values()), 10)
+            for twin in twins.values():  # every camera has news, ahead of the edit
+                twin.report({"last_emotion": "happy"})
+            edited = twins[names[-1]]  # last in turn order
+            edited.report({"capture_fps": "1"})
+            await asyncio.wait_for(edited.report({"capture_fps": "1"}), 10)
+            landed = [n for n in names if edgecore.reported(n).get("last_emotion") == "happy"]
+    finally:
+        edgecore.dmi.stop()
+    assert edgecore.reported(names[-1])["capture_fps"] == "1"
+    assert len(landed) < len(names) - 1  # it did not wait for every other camera's turn
