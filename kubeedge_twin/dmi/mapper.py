@@ -503,9 +503,10 @@ class DmiMapper:
                     device.reported,
                 )
                 self._turn = devices.index(device) + 1
-                future = self._pending.pop((device.namespace, device.name), None)
-                if future is not None and not future.done() and not device.dirty:
-                    future.set_result(None)
+                if not device.dirty:  # else values came during the call: the next one settles it
+                    future = self._pending.pop((device.namespace, device.name), None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
 
     async def _report(self, device: _Device) -> None:
         async with self._channel() as channel:

@@ -387,3 +387,31 @@ async def test_a_twin_the_cloud_set_goes_before_values_that_merely_changed(short
         edgecore.dmi.stop()
     assert edgecore.reported(names[-1])["capture_fps"] == "1"
     assert len(landed) < len(names) - 1  # it did not wait for every other camera's turn
+
+
+async def test_a_report_made_while_the_last_call_is_in_flight_is_still_settled(short_tmp):
+    """Values reported during a call mark the device dirty again; the future handed out for
+    them must be settled by the next call, not dropped (it once was: a caller hung)."""
+    edgecore = Edgecore(short_tmp)
+    edgecore.add("cam-00", protocol="edgeinfer", capture_fps="5")
+    edgecore.dmi.start()
+    mapper = _mapper(short_tmp)
+    twin = mapper.follow("default", "cam-00")
+    original = mapper._report
+    later: list[asyncio.Future[None]] = []
+
+    async def report_then_more(device):
+        await original(device)
+        if not later:  # new values arrive before the mapper settles this call's futures
+            later.append(twin.report({"capture_fps": "2"}))
+
+    mapper._report = report_then_more
+    try:
+        async with running(mapper):
+            await asyncio.wait_for(mapper.registered.wait(), 10)
+            first = twin.report({"capture_fps": "1"})
+            await asyncio.wait_for(first, 10)
+            await asyncio.wait_for(later[0], 10)
+    finally:
+        edgecore.dmi.stop()
+    assert edgecore.reported("cam-00") == {"capture_fps": "2"}
