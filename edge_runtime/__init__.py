@@ -17,6 +17,7 @@ from edge_runtime.messages import (
     Request,
     Response,
     ServiceInfo,
+    Source,
     Status,
     WireFormat,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Runtime",
     "ServiceInfo",
     "Settings",
+    "Source",
     "Status",
     "Topics",
     "Will",

@@ -20,6 +20,7 @@ from edge_runtime.messages import (
     Request,
     Response,
     ServiceInfo,
+    Source,
     Status,
     Timings,
     WireFormat,
@@ -163,12 +164,19 @@ def encode_response(response: Response, wire: WireFormat) -> bytes:
         message.model.name = response.model.name
         message.model.version = response.model.version
     for result in response.results:
-        message.results.add(
+        face = message.results.add(
             label=result.label,
             class_index=result.class_index,
             confidence=result.confidence,
             probabilities=result.probabilities,
         )
+        if result.source:  # joint inference: who answered, and why
+            face.source = typing.cast(pb.Source, int(result.source))
+            face.fallback = result.fallback
+            face.hard = result.hard
+            if result.model is not None:
+                face.model.name = result.model.name
+                face.model.version = result.model.version
     return serialize(message, wire)
 
 
@@ -193,7 +201,16 @@ def decode_response(payload: bytes, wire: WireFormat = WireFormat.PROTOBUF) -> R
         if message.HasField("model")
         else None,
         results=tuple(
-            FaceResult(r.label, r.class_index, r.confidence, tuple(r.probabilities))
+            FaceResult(
+                r.label,
+                r.class_index,
+                r.confidence,
+                tuple(r.probabilities),
+                _source(r.source),
+                r.fallback,
+                r.hard,
+                ModelRef(r.model.name, r.model.version) if r.HasField("model") else None,
+            )
             for r in message.results
         ),
         timings=Timings(
@@ -252,3 +269,10 @@ def decode_service_info(payload: bytes) -> ServiceInfo:
         max_face_side=message.max_face_side,
         request_topic_filter=message.request_topic_filter,
     )
+
+
+def _source(value: int) -> Source:
+    try:
+        return Source(value)
+    except ValueError:  # a newer sender's source: unknown here
+        return Source.UNSPECIFIED

@@ -21,10 +21,19 @@ __all__ = [
     "Request",
     "Response",
     "ServiceInfo",
+    "Source",
     "Status",
     "Timings",
     "WireFormat",
 ]
+
+
+class Source(enum.IntEnum):
+    """Which side of joint inference answered a face (``inference.proto`` Source)."""
+
+    UNSPECIFIED = 0  # no joint inference: the edge
+    EDGE = 1
+    CLOUD = 2
 
 
 class Status(enum.IntEnum):
@@ -78,12 +87,16 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class FaceResult:
-    """The model's answer for one face."""
+    """The answer for one face; with joint inference, also who gave it and why."""
 
     label: str
     class_index: int
     confidence: float
     probabilities: tuple[float, ...]
+    source: Source = Source.UNSPECIFIED
+    fallback: str = ""  # why the edge's answer stands for a hard face
+    hard: bool = False
+    model: ModelRef | None = None  # the version that answered this face
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,18 @@ class Metrics:
         self.publish_failures = Counter(
             "edge_publish_failures", "Responses the broker did not accept.", registry=r
         )
+        self.hard_faces = Counter(
+            "edge_hard_faces",
+            "Faces the offload policy found hard for the edge's model (joint inference).",
+            registry=r,
+        )
+        self.offloads = Counter(
+            "edge_offloaded_faces",
+            "Hard faces by what became of them: cloud (the cloud answered), timeout, "
+            "circuit_open, rate_limited or cloud_error (the edge's answer stood).",
+            ["result"],
+            registry=r,
+        )
 
     def serving(self, name: str, version: str, variant: str) -> None:
         """Record the model now served (and only it)."""

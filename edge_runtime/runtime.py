@@ -22,6 +22,7 @@ from kubeedge_twin.client import Publish
 from kubeedge_twin.link import TwinLink
 
 if TYPE_CHECKING:
+    from edge_runtime.offload.joint import Offloader
     from edge_runtime.web.server import HttpListener
     from kubeedge_twin.dmi.mapper import DmiMapper
 
@@ -66,7 +67,11 @@ class Runtime:
         self.state = RuntimeState.CREATED
         self._stop = asyncio.Event()
         self.service = InferenceService(
-            settings.batch, model=model, metrics=self.metrics, clock=clock
+            settings.batch,
+            model=model,
+            metrics=self.metrics,
+            clock=clock,
+            offloader=_offloader(settings, self.metrics, model) if settings.offload.url else None,
         )
         self._twin: TwinLink | None = None  # the runtime's own Device (MQTT or DMI)
         self._dmi: DmiMapper | None = None  # what serves it over DMI (KubeEdge 1.15+)
@@ -240,6 +245,16 @@ class Runtime:
             self._twin_resync = asyncio.get_running_loop().create_task(
                 _resync_until_answered(self._twin, self._model_sync)
             )
+
+
+def _offloader(settings: Settings, metrics: Metrics, model: Model) -> Offloader:
+    """Joint inference with the cloud's model (aiohttp only here: only when offloading)."""
+    from edge_runtime.offload.cloud import CloudModel
+    from edge_runtime.offload.joint import Offloader
+
+    offload = settings.offload
+    cloud = CloudModel(offload.url, offload.model or model.ref.name)
+    return Offloader(offload, metrics, cloud)
 
 
 def _twin_link(settings: Settings, publish: Publish) -> tuple[TwinLink, DmiMapper | None]:

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,9 @@ from edge_runtime.batching import BatchOutcome, BatchStats, Job, MicroBatcher
 from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.settings import BatchSettings
+
+if TYPE_CHECKING:
+    from edge_runtime.offload.joint import Offloader
 
 Deliver = Callable[["Outcome"], None]
 
@@ -60,6 +64,7 @@ class InferenceService:
         model: The model to serve first.
         metrics: Where batches, faces and the served model are counted.
         clock: Monotonic clock (injected by tests).
+        offloader: Joint inference: sends each batch's hard faces to the cloud's model.
     """
 
     def __init__(
@@ -69,8 +74,10 @@ class InferenceService:
         model: Model,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        offloader: Offloader | None = None,
     ) -> None:
         self._settings = settings
+        self._offload = offloader
         self._model = model
         self._metrics = metrics
         self._swapped: list[Callable[[Model], None]] = []
@@ -122,7 +129,16 @@ class InferenceService:
         Raises:
             Overloaded: the queue is full; nothing was queued.
         """
-        self._batcher.submit(Job(faces, lambda batch: deliver(self._outcome(batch))))
+        offload = self._offload
+        if offload is None:
+            self._batcher.submit(Job(faces, lambda batch: deliver(self._outcome(batch))))
+            return
+
+        def done(batch: BatchOutcome) -> None:
+            labels = (batch.model or self._model).labels
+            offload.consider(faces, self._outcome(batch), deliver, labels)
+
+        self._batcher.submit(Job(faces, done))
 
     async def infer(self, faces: tuple[FacePixels, ...]) -> Outcome:
         """Queue ``faces`` and wait for their outcome.
@@ -148,12 +164,16 @@ class InferenceService:
         try:
             await self._batcher.serve()
         finally:
+            if self._offload is not None:
+                await self._offload.close()  # what is with the cloud is answered by the edge
             for future in self._waiting:
                 future.cancel()
 
     async def drain(self) -> None:
         """Wait until every queued request has its outcome (``serve`` must be running)."""
         await self._batcher.drain()
+        if self._offload is not None:
+            await self._offload.idle()
 
     def _outcome(self, batch: BatchOutcome) -> Outcome:
         self._metrics.queue_seconds.observe(batch.queue_s)

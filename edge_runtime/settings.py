@@ -17,10 +17,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from edge_runtime.errors import ConfigError
+from edge_runtime.offload.scores import Policy
 from edgeinfer.broker import Broker
 from kubeedge_twin.versions import KubeEdge
 
@@ -288,6 +290,42 @@ class DmiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OffloadSettings:
+    """Joint inference: hard faces answered by the cloud model (this runtime, in the cloud)."""
+
+    url: str = setting(
+        "",
+        "Base URL of the cloud's Open Inference Protocol door (http://host:8501); empty: no "
+        "offload, the edge answers every face.",
+    )
+    model: str = setting("", "The cloud's model name; empty: the served model's name.")
+    policy: Policy = setting(
+        Policy.MARGIN,
+        "What makes a face hard: margin (top-1 minus top-2 probability), max_prob (top-1), "
+        "entropy (1 - H(p)/ln K, zero-safe), random, always or never.",
+    )
+    threshold: float = setting(
+        0.3,
+        "A face is hard when its score under the policy is below this (random: the share of "
+        "faces offloaded).",
+    )
+    budget_ms: int = setting(
+        200,
+        "Longest a hard face waits for the cloud; then the edge's answer goes out "
+        "(fallback timeout).",
+    )
+    breaker_failures: int = setting(
+        5, "Failed or timed-out offloads in a row that open the circuit breaker."
+    )
+    breaker_open_s: float = setting(
+        10.0, "How long an open breaker sends nothing to the cloud before one probe."
+    )
+    max_faces_per_s: float = setting(
+        100.0, "Most faces offloaded per second (token bucket; 0: no limit)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the runtime is configured with."""
 
@@ -305,6 +343,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     twin: TwinSettings = field(default_factory=TwinSettings)
     dmi: DmiSettings = field(default_factory=DmiSettings)
+    offload: OffloadSettings = field(default_factory=OffloadSettings)
 
     @property
     def client_id(self) -> str:
@@ -521,6 +560,7 @@ def _valid_response_filter(template: str) -> bool:
 
 
 def _validate(s: Settings) -> None:
+    _validate_offload(s.offload)
     _require(
         bool(_SEGMENT.match(s.runtime_id)),
         "runtime_id",
@@ -650,3 +690,16 @@ def _validate(s: Settings) -> None:
         s.twin_device,
         "must be a valid KubeEdge device name",
     )
+
+
+def _validate_offload(o: OffloadSettings) -> None:
+    _require(
+        not o.url or (urlsplit(o.url).scheme in {"http", "https"} and bool(urlsplit(o.url).netloc)),
+        "offload.url",
+        o.url,
+        "expected http://host:port or https://host:port (or empty: no offload)",
+    )
+    _require(o.budget_ms > 0, "offload.budget_ms", o.budget_ms, "must be positive")
+    _require(o.breaker_failures > 0, "offload.breaker_failures", o.breaker_failures, "must be > 0")
+    _require(o.breaker_open_s > 0, "offload.breaker_open_s", o.breaker_open_s, "must be > 0")
+    _require(o.max_faces_per_s >= 0, "offload.max_faces_per_s", o.max_faces_per_s, "must be >= 0")

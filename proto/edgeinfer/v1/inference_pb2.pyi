@@ -23,6 +23,12 @@ class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STATUS_DEADLINE_EXCEEDED: _ClassVar[Status]
     STATUS_INTERNAL: _ClassVar[Status]
 
+class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOURCE_UNSPECIFIED: _ClassVar[Source]
+    SOURCE_EDGE: _ClassVar[Source]
+    SOURCE_CLOUD: _ClassVar[Source]
+
 class Normalization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NORMALIZATION_UNSPECIFIED: _ClassVar[Normalization]
@@ -39,6 +45,9 @@ STATUS_RESOURCE_EXHAUSTED: Status
 STATUS_UNAVAILABLE: Status
 STATUS_DEADLINE_EXCEEDED: Status
 STATUS_INTERNAL: Status
+SOURCE_UNSPECIFIED: Source
+SOURCE_EDGE: Source
+SOURCE_CLOUD: Source
 NORMALIZATION_UNSPECIFIED: Normalization
 NORMALIZATION_UNIT: Normalization
 NORMALIZATION_SYMMETRIC: Normalization
@@ -95,16 +104,24 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class FaceResult(_message.Message):
-    __slots__ = ("label", "class_index", "confidence", "probabilities")
+    __slots__ = ("label", "class_index", "confidence", "probabilities", "source", "fallback", "hard", "model")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    HARD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     label: str
     class_index: int
     confidence: float
     probabilities: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, label: _Optional[str] = ..., class_index: _Optional[int] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ...) -> None: ...
+    source: Source
+    fallback: str
+    hard: bool
+    model: ModelRef
+    def __init__(self, label: _Optional[str] = ..., class_index: _Optional[int] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., source: _Optional[_Union[Source, str]] = ..., fallback: _Optional[str] = ..., hard: _Optional[bool] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("queue_us", "inference_us", "total_us", "batch_size")

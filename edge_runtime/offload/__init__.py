@@ -1,0 +1,1 @@
+"""Joint inference: hard faces go to the cloud's model within a budget."""

@@ -1,0 +1,220 @@
+"""The join: after its batch, each face is scored; hard ones go to the cloud within a budget.
+
+Everything the cloud can do wrong costs the edge at most the budget: a refused or failed call
+answers at once with the edge's result (``fallback="cloud_error"``), a slow or silent cloud
+after ``budget`` (``"timeout"``), and once the breaker is open, nothing at all
+(``"circuit_open"``). The hard faces of one batch go to the cloud in one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Source, Status
+from edge_runtime.metrics import Metrics
+from edge_runtime.offload.cloud import CloudError, CloudModel
+from edge_runtime.offload.guards import CircuitBreaker, TokenBucket
+from edge_runtime.offload.scores import Policy, score
+from edge_runtime.service import Deliver, Outcome
+from edge_runtime.settings import OffloadSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+TIMEOUT = "timeout"
+CIRCUIT_OPEN = "circuit_open"
+RATE_LIMITED = "rate_limited"
+CLOUD_ERROR = "cloud_error"
+
+
+@dataclass
+class _Waiting:
+    """One request whose hard faces are with the cloud."""
+
+    faces: tuple[FacePixels, ...]
+    outcome: Outcome
+    deliver: Deliver
+    hard: list[int]
+    labels: tuple[str, ...]
+
+
+def _uint8(face: FacePixels) -> npt.NDArray[np.uint8]:
+    pixels = face.pixels
+    if pixels.dtype == np.uint8:
+        return pixels  # type: ignore[return-value]
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+class Offloader:
+    """Decides, per face, whether the cloud should answer, and asks it within the budget.
+
+    Args:
+        settings: The ``offload.*`` settings.
+        metrics: Where hard faces and offload results are counted.
+        cloud: The cloud's model.
+        rng: Draws for the ``random`` policy.
+    """
+
+    def __init__(
+        self,
+        settings: OffloadSettings,
+        metrics: Metrics,
+        cloud: CloudModel,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._cloud = cloud
+        self._rng = rng or random.Random()  # noqa: S311 - a sampling policy, not a secret
+        self._policy = Policy(settings.policy)
+        self._budget_s = settings.budget_ms / 1000.0
+        clock = clock or time.monotonic
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_open_s, clock)
+        rate = settings.max_faces_per_s
+        self._bucket = TokenBucket(rate, max(1.0, rate), clock)
+        self._waiting: list[_Waiting] = []
+        self._flush_soon = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def consider(
+        self,
+        faces: tuple[FacePixels, ...],
+        outcome: Outcome,
+        deliver: Deliver,
+        labels: tuple[str, ...],
+    ) -> None:
+        """Deliver ``outcome`` now, or once the cloud answered its hard faces (within budget).
+
+        ``labels`` are the edge model's, in output order: the cloud's must be the same.
+        """
+        if outcome.status is not Status.OK:
+            deliver(outcome)
+            return
+        threshold = self._settings.threshold
+        hard = [
+            i
+            for i, result in enumerate(outcome.results)
+            if score(self._policy, result.probabilities, self._rng) < threshold
+        ]
+        if not hard:
+            deliver(_edge(outcome, hard, ""))
+            return
+        self._metrics.hard_faces.inc(len(hard))
+        refused = ""
+        if not self.breaker.allow():
+            refused = CIRCUIT_OPEN
+        elif not self._bucket.take(len(hard)):
+            refused = RATE_LIMITED
+        if refused:
+            self._metrics.offloads.labels(refused).inc(len(hard))
+            deliver(_edge(outcome, hard, refused))
+            return
+        self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels))
+        if not self._flush_soon:  # the other requests of this batch join in this loop turn
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        task = asyncio.get_running_loop().create_task(self._ask(waiting))
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks and not self._waiting:
+            self._idle.set()
+
+    async def _ask(self, waiting: list[_Waiting]) -> None:
+        faces = [_uint8(w.faces[i]) for w in waiting for i in w.hard]
+        answers: list[tuple[float, ...]] = []
+        model = ModelRef("", "")
+        fallback, stopped = CLOUD_ERROR, False
+        try:
+            async with asyncio.timeout(self._budget_s):
+                answers, model = await self._cloud.infer(faces)
+            fallback = ""
+        except TimeoutError:
+            fallback = TIMEOUT
+        except asyncio.CancelledError:  # the runtime stops: the edge answers, as out of time
+            fallback, stopped = TIMEOUT, True
+            raise
+        except (CloudError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            _LOGGER.info("cloud offload failed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - aiohttp's errors and any other: the edge answers
+            _LOGGER.info("cloud offload failed: %r", exc)
+        finally:
+            if not fallback and any(len(row) != len(w.labels) for w in waiting for row in answers):
+                fallback = CLOUD_ERROR  # another task's model: its answers mean nothing here
+            if not fallback:
+                self.breaker.success()
+            elif not stopped:
+                self.breaker.failure()
+            self._metrics.offloads.labels(fallback or "cloud").inc(len(faces))
+            rows = iter(answers)
+            for entry in waiting:
+                if fallback:
+                    entry.deliver(_edge(entry.outcome, entry.hard, fallback))
+                else:
+                    entry.deliver(_joined(entry, rows, model))
+
+    async def idle(self) -> None:
+        """Wait until every request with the cloud has been answered."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Answer what is with the cloud from the edge (as timed out), and close the client."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._cloud.close()
+
+
+def _edge(outcome: Outcome, hard: list[int], fallback: str) -> Outcome:
+    hard_set = set(hard)
+    return replace(
+        outcome,
+        results=tuple(
+            replace(
+                result,
+                source=Source.EDGE,
+                hard=i in hard_set,
+                fallback=fallback if i in hard_set else "",
+                model=outcome.model,
+            )
+            for i, result in enumerate(outcome.results)
+        ),
+    )
+
+
+def _joined(entry: _Waiting, rows: Iterator[tuple[float, ...]], model: ModelRef) -> Outcome:
+    outcome, hard = entry.outcome, set(entry.hard)
+    results = []
+    for i, result in enumerate(outcome.results):
+        if i not in hard:
+            results.append(replace(result, source=Source.EDGE, model=outcome.model))
+            continue
+        row = next(rows)
+        best = max(range(len(row)), key=row.__getitem__)
+        results.append(
+            FaceResult(entry.labels[best], best, row[best], row, Source.CLOUD, "", True, model)
+        )
+    return replace(outcome, results=tuple(results))

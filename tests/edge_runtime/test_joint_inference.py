@@ -1,0 +1,120 @@
+"""Joint inference against real parts: the cloud is another edge-runtime process answering on
+its Open Inference Protocol door; a refused port and a black hole (a socket that accepts and
+never answers) are real sockets. Devices talk to the edge over real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from edge_runtime import ModelRef, Request, Source, Status
+from tests.support.broker import free_port
+from tests.support.devices import device, face
+from tests.support.runtime import make_settings, running_runtime, runtime_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@contextlib.asynccontextmanager
+async def cloud_runtime(broker_url: str, registry, unique: str) -> AsyncIterator[str]:
+    """An edge-runtime process as the cloud's inference service; yields its base URL."""
+    port = free_port()
+    process = runtime_process(
+        broker_url,
+        registry,
+        f"cloud-{unique}",
+        f"cloud-{unique}/v1",
+        "--http-port",
+        str(port),
+        "--http-host",
+        "127.0.0.1",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{base}/v2/health/ready") as reply:
+                        if reply.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[str]:
+    """A port whose kernel completes every connection and whose owner never reads or answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_hard_faces_are_answered_by_the_cloud_runtime(broker, registry, unique) -> None:
+    async with cloud_runtime(broker.url, registry, unique) as cloud:
+        settings = make_settings(
+            broker.url, registry, unique, **{"offload.url": cloud, "offload.policy": "always"}
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await cam.send(Request("r1", "cam", 0, (face(1), face(2))))
+            (response,) = await cam.receive(1)
+    assert response.status is Status.OK
+    for result in response.results:
+        assert (result.source, result.hard, result.fallback) == (Source.CLOUD, True, "")
+        assert result.model == ModelRef("emotion", "1.0.0")
+        assert len(result.probabilities) == 7
+        assert result.label  # named with the edge model's labels
+
+
+@pytest.mark.parametrize("cloud", ["refused", "black_hole"])
+async def test_a_dead_cloud_costs_the_edge_its_budget_then_nothing(
+    cloud, broker, registry, unique
+) -> None:
+    """A refused connection fails at once, a black hole after the budget; after three, the
+    breaker is open and hard faces cost nothing. Every request is answered by the edge."""
+    with black_hole() as silent:
+        url = silent if cloud == "black_hole" else f"http://127.0.0.1:{free_port()}"
+        settings = make_settings(
+            broker.url,
+            registry,
+            unique,
+            **{
+                "offload.url": url,
+                "offload.policy": "always",
+                "offload.budget_ms": 200,
+                "offload.breaker_failures": 3,
+                "offload.breaker_open_s": 60.0,
+            },
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            answers = []
+            for i in range(8):
+                await cam.send(Request(f"r{i}", "cam", 0, (face(i),)))
+                answers += await cam.receive(1)
+    assert [a.status for a in answers] == [Status.OK] * 8  # nothing lost, nothing failed
+    fallbacks = [a.results[0].fallback for a in answers]
+    first = "timeout" if cloud == "black_hole" else "cloud_error"
+    assert fallbacks == [first] * 3 + ["circuit_open"] * 5
+    assert all(a.results[0].source is Source.EDGE and a.results[0].hard for a in answers)
+    inside_ms = [a.timings.total_us / 1000 for a in answers]  # receipt to answer, runtime side
+    assert max(inside_ms[:3]) < 200 + 100  # the budget, and no more
+    assert max(inside_ms[3:]) < 50  # an open breaker costs nothing
