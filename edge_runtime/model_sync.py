@@ -124,11 +124,6 @@ class ModelSync:
         self._on_swap = on_swap
 
     @property
-    def served(self) -> Served:
-        """What is being served now."""
-        return self._served
-
-    @property
     def status(self) -> str:
         """The last reported ``model_status``."""
         return self._status

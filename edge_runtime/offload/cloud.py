@@ -58,14 +58,13 @@ class CloudModel:
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, face in enumerate(faces):
             by_shape.setdefault(face.shape, []).append(index)
-        for shape, indices in by_shape.items():
+        for indices in by_shape.values():
             tensor = np.stack([faces[i] for i in indices])
             rows, model = await self._ask(tensor)
             if len(rows) != len(indices):
                 raise CloudError(f"{len(rows)} answers for {len(indices)} faces")
             for index, row in zip(indices, rows, strict=True):
                 answers[index] = row
-            del shape
         return [row for row in answers if row is not None], model
 
     async def _ask(self, tensor: npt.NDArray[np.uint8]) -> tuple[list[tuple[float, ...]], ModelRef]:

@@ -122,6 +122,7 @@ class Offloader:
             deliver(_edge(outcome, hard, refused))
             return
         self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels))
+        self._idle.clear()
         if not self._flush_soon:  # the other requests of this batch join in this loop turn
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -50,6 +50,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 SIDES = ["standin", "real"]
 
 
+def camera_dmi_mapper(side, directory: Path) -> DmiMapper:
+    """The DMI side of a camera mapper, registering for the cameras' protocol."""
+    return DmiMapper(
+        name="camera-mapper",
+        protocol="emotion-camera",
+        socket=str(directory / "cam.sock"),
+        edgecore_socket=str(side.dmi_directory),
+        resync_s=0.5,
+    )
+
+
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """Unix socket paths must stay under 108 bytes: pytest's tmp_path can be longer."""
@@ -127,13 +138,7 @@ async def test_dmi_the_camera_mapper_serves_a_camera_it_was_never_told_of(
     its desired capture_fps reaches the camera's control topic."""
     root = f"emotion-{unique}"
     async with kubeedge(which, True, broker.url, short_tmp, unique) as side:
-        dmi = DmiMapper(
-            name="camera-mapper",
-            protocol="emotion-camera",
-            socket=str(short_tmp / "cam.sock"),
-            edgecore_socket=str(side.dmi_directory),
-            resync_s=0.5,
-        )
+        dmi = camera_dmi_mapper(side, short_tmp)
         mapper = CameraMapper(
             [], topics=TwinTopics(Layout.V1_17), topic_root=root, dmi=dmi, model="emotion-camera"
         )
@@ -170,13 +175,7 @@ async def test_dmi_the_results_mapper_reports_beside_the_camera_mapper_without_r
     from any client of its socket), and the camera mapper keeps its registration."""
     root = f"emotion-{unique}"
     async with kubeedge(which, True, broker.url, short_tmp, unique) as side:
-        camera_dmi = DmiMapper(
-            name="camera-mapper",
-            protocol="emotion-camera",
-            socket=str(short_tmp / "cam.sock"),
-            edgecore_socket=str(side.dmi_directory),
-            resync_s=0.5,
-        )
+        camera_dmi = camera_dmi_mapper(side, short_tmp)
         camera_twin = camera_dmi.follow("default", "cam-00")
         results_dmi = DmiMapper(
             name="results-mapper",

@@ -36,6 +36,15 @@ def batcher(model: FakeModel | None, **overrides: object) -> MicroBatcher:
     return MicroBatcher(lambda: model, **options)  # type: ignore[arg-type]
 
 
+async def drained(b: MicroBatcher) -> None:
+    """Serve until everything submitted so far was delivered."""
+    async with asyncio.TaskGroup() as tg:
+        serving = tg.create_task(b.serve())
+        async with asyncio.timeout(2):
+            await b.drain()
+        serving.cancel()
+
+
 def job(count: int, outcomes: list[BatchOutcome], gray: int = 0) -> Job:
     return Job(faces(count, gray), outcomes.append)
 
@@ -45,11 +54,7 @@ async def test_a_full_batch_runs_without_waiting_for_the_deadline() -> None:
     b = batcher(model, max_wait_s=60)
     for _ in range(4):
         b.submit(job(1, outcomes))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        async with asyncio.timeout(2):
-            await b.drain()
-        serving.cancel()
+    await drained(b)
     assert model.batches == [4]
     assert [o.batch_faces for o in outcomes] == [4, 4, 4, 4]
 
@@ -58,11 +63,7 @@ async def test_a_partial_batch_runs_at_its_deadline() -> None:
     model, outcomes = FakeModel(), []
     b = batcher(model, max_wait_s=0.02)
     b.submit(job(1, outcomes))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        async with asyncio.timeout(2):
-            await b.drain()
-        serving.cancel()
+    await drained(b)
     assert model.batches == [1]
 
 
@@ -71,11 +72,7 @@ async def test_a_request_that_does_not_fit_starts_the_next_batch_whole() -> None
     b = batcher(model, max_size=4)
     b.submit(job(3, outcomes))
     b.submit(job(2, outcomes))  # 3 + 2 > 4: never split across batches
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        async with asyncio.timeout(2):
-            await b.drain()
-        serving.cancel()
+    await drained(b)
     assert model.batches == [3, 2]
     assert [None if o.probabilities is None else len(o.probabilities) for o in outcomes] == [3, 2]
 
@@ -85,10 +82,7 @@ async def test_each_job_gets_its_own_rows_in_order() -> None:
     b = batcher(model)
     b.submit(job(1, outcomes, gray=1))
     b.submit(job(2, outcomes, gray=2))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        await b.drain()
-        serving.cancel()
+    await drained(b)
     rows = [
         o.probabilities.argmax(axis=1).tolist() for o in outcomes if o.probabilities is not None
     ]
@@ -109,10 +103,7 @@ async def test_a_request_that_waited_too_long_expires_without_running() -> None:
     b = batcher(model, request_timeout_s=1.0, clock=clock)
     b.submit(job(1, outcomes))
     clock.now = 2.0
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        await b.drain()
-        serving.cancel()
+    await drained(b)
     assert outcomes[0].expired
     assert outcomes[0].queue_s == 2.0
     assert model.batches == []
@@ -124,10 +115,7 @@ async def test_a_failing_model_fails_its_batch_and_the_next_one_runs() -> None:
     b = batcher(model, max_size=1)
     b.submit(job(1, outcomes))
     b.submit(job(1, outcomes))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        await b.drain()
-        serving.cancel()
+    await drained(b)
     assert outcomes[0].probabilities is None
     assert "inference failed" in outcomes[0].error
     assert outcomes[1].probabilities is not None
@@ -138,10 +126,7 @@ async def test_a_failing_model_fails_its_batch_and_the_next_one_runs() -> None:
 async def test_no_model_answers_an_error() -> None:
     b, outcomes = batcher(None), []
     b.submit(job(1, outcomes))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        await b.drain()
-        serving.cancel()
+    await drained(b)
     assert outcomes[0].model is None
     assert outcomes[0].error == "no model loaded"
 
@@ -167,8 +152,5 @@ async def test_off_the_loop_the_model_runs_through_predict() -> None:
     model, outcomes = FakeModel(), []
     b = batcher(model, on_loop=False)
     b.submit(job(2, outcomes))
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(b.serve())
-        await b.drain()
-        serving.cancel()
+    await drained(b)
     assert model.batches == [2]
