@@ -422,12 +422,16 @@ class MqttDoor:
             ),
             captured_at_ms=reply.captured_at_ms,
         )
+        if outcome.refinement:  # the cloud's answer after the edge's: its request is acked
+            self._recent.finish(reply.device, reply.request_id, response)
+            self._send(reply, response, ack=False)
+            return
         self._requests[outcome.status].inc()
         self._request_seconds.observe(elapsed)
         self._recent.finish(reply.device, reply.request_id, response)
         self._send(reply, response)
 
-    def _send(self, reply: _ReplyTo, response: Response) -> None:
+    def _send(self, reply: _ReplyTo, response: Response, *, ack: bool = True) -> None:
         """Publish ``response`` and acknowledge its request behind it.
 
         The request's PUBACK is queued after the answer's PUBLISH on the same connection (the
@@ -448,4 +452,5 @@ class MqttDoor:
         except ValueError as exc:  # a topic no broker would take
             self._metrics.publish_failures.inc()
             _LOGGER.warning("cannot answer %s on %.200s: %s", reply.device, reply.topic, exc)
-        self._transport.ack(reply.message)
+        if ack:
+            self._transport.ack(reply.message)

@@ -42,6 +42,7 @@ class Outcome:
     queue_s: float = 0.0
     inference_s: float = 0.0
     batch_faces: int = 0
+    refinement: bool = False  # a second outcome for the same request: the cloud's answers
 
 
 def classify(

@@ -289,6 +289,13 @@ class DmiSettings:
     )
 
 
+class OffloadMode(enum.StrEnum):
+    """When a hard face is answered."""
+
+    WAIT = "wait"  # after the cloud, within the budget (else the edge's answer)
+    REFINE = "refine"  # the edge's at once; the cloud's follows as a second response
+
+
 @dataclass(frozen=True, slots=True)
 class OffloadSettings:
     """Joint inference: hard faces answered by the cloud model (this runtime, in the cloud)."""
@@ -308,6 +315,12 @@ class OffloadSettings:
         0.3,
         "A face is hard when its score under the policy is below this (random: the share of "
         "faces offloaded).",
+    )
+    mode: OffloadMode = setting(
+        OffloadMode.WAIT,
+        "wait: a hard face's answer waits for the cloud, up to the budget; refine: the edge "
+        "answers at once and the cloud's answer follows as a second response with the same "
+        "request_id and correlation data (MQTT; the HTTP doors answer once, from the edge).",
     )
     budget_ms: int = setting(
         200,

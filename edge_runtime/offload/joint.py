@@ -25,7 +25,7 @@ from edge_runtime.offload.cloud import CloudError, CloudModel
 from edge_runtime.offload.guards import CircuitBreaker, TokenBucket
 from edge_runtime.offload.scores import Policy, score
 from edge_runtime.service import Deliver, Outcome
-from edge_runtime.settings import OffloadSettings
+from edge_runtime.settings import OffloadMode, OffloadSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class _Waiting:
     deliver: Deliver
     hard: list[int]
     labels: tuple[str, ...]
+    refine: bool  # the edge's answer went already: deliver only the cloud's
 
 
 def _uint8(face: FacePixels) -> npt.NDArray[np.uint8]:
@@ -121,7 +122,10 @@ class Offloader:
             self._metrics.offloads.labels(refused).inc(len(hard))
             deliver(_edge(outcome, hard, refused))
             return
-        self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels))
+        refine = self._settings.mode == OffloadMode.REFINE
+        if refine:
+            deliver(_edge(outcome, hard, ""))
+        self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels, refine))
         self._idle.clear()
         if not self._flush_soon:  # the other requests of this batch join in this loop turn
             self._flush_soon = True
@@ -170,10 +174,11 @@ class Offloader:
             self._metrics.offloads.labels(fallback or "cloud").inc(len(faces))
             rows = iter(answers)
             for entry in waiting:
-                if fallback:
+                if not fallback:
+                    joined = _joined(entry, rows, model)
+                    entry.deliver(replace(joined, refinement=True) if entry.refine else joined)
+                elif not entry.refine:  # (refined: the edge's answer stands, already sent)
                     entry.deliver(_edge(entry.outcome, entry.hard, fallback))
-                else:
-                    entry.deliver(_joined(entry, rows, model))
 
     async def idle(self) -> None:
         """Wait until every request with the cloud has been answered."""

@@ -82,6 +82,30 @@ async def test_hard_faces_are_answered_by_the_cloud_runtime(broker, registry, un
         assert result.label  # named with the edge model's labels
 
 
+async def test_refine_mode_sends_the_cloud_answer_after_the_edge_answer(
+    broker, registry, unique
+) -> None:
+    async with cloud_runtime(broker.url, registry, unique) as cloud:
+        settings = make_settings(
+            broker.url,
+            registry,
+            unique,
+            **{"offload.url": cloud, "offload.policy": "always", "offload.mode": "refine"},
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await cam.send(Request("r1", "cam", 0, (face(1),)), correlation_data=b"c1")
+            first, second = [await cam.responses.get() for _ in range(2)]
+    assert [topic for topic, _, _ in (first, second)] == [f"{settings.topic_root}/cam/result"] * 2
+    assert first[2] == second[2] == b"c1"  # the same correlation data on both
+    edge, refined = first[1], second[1]
+    assert edge.request_id == refined.request_id == "r1"
+    assert (edge.results[0].source, edge.results[0].hard) == (Source.EDGE, True)
+    assert refined.results[0].source is Source.CLOUD
+
+
 @pytest.mark.parametrize("cloud", ["refused", "black_hole"])
 async def test_a_dead_cloud_costs_the_edge_its_budget_then_nothing(
     cloud, broker, registry, unique

@@ -231,3 +231,28 @@ async def test_a_stop_answers_what_is_with_the_cloud_from_the_edge() -> None:
         await asyncio.sleep(0.05)  # with the cloud now
     assert [r.fallback for r in outcomes[0].results] == ["timeout"]
     assert cloud.closed
+
+
+async def test_refine_answers_from_the_edge_at_once_and_the_cloud_follows() -> None:
+    cloud = FakeCloud()
+    async with joint(cloud, threshold=0.75, mode="refine") as (service, _, _):
+        outcomes = []
+        service.submit(faces(0), outcomes.append)
+        await service.drain()
+    first, second = outcomes
+    assert (first.results[0].source, first.results[0].hard, first.refinement) == (
+        Source.EDGE,
+        True,
+        False,
+    )
+    assert (second.results[0].source, second.refinement) == (Source.CLOUD, True)
+
+
+async def test_refine_with_a_failing_cloud_leaves_the_edge_answer_alone() -> None:
+    async with joint(FakeCloud("fail"), threshold=0.75, mode="refine") as (service, _, metrics):
+        outcomes = []
+        service.submit(faces(0), outcomes.append)
+        await service.drain()
+    assert len(outcomes) == 1
+    assert outcomes[0].results[0].source is Source.EDGE
+    assert counted(metrics, "cloud_error") == 1
