@@ -6,13 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
 from edge_runtime import codec
 from edge_runtime.answers import RecentAnswers, Seen
-from edge_runtime.errors import ConfigError, Overloaded, PayloadError
+from edge_runtime.errors import Overloaded, PayloadError
 from edge_runtime.futures import warn_on_failure
 from edge_runtime.messages import (
     Response,
@@ -23,7 +22,7 @@ from edge_runtime.messages import (
 )
 from edge_runtime.metrics import Metrics
 from edge_runtime.service import InferenceService, Outcome
-from edge_runtime.settings import Settings
+from edge_runtime.settings import Settings, read_secret
 from edge_runtime.transport import Credentials, InboundMessage, MqttTransport, Will
 from edgeinfer.topics import (
     BROKER_DROPPED_TOPIC,
@@ -118,7 +117,7 @@ def broker_transport(settings: Settings) -> OpenTransport:
             will=wiring.will,
             credentials=Credentials(
                 mqtt.username,
-                _read_secret(mqtt.password_file),
+                read_secret("mqtt.password_file", mqtt.password_file),
                 mqtt.ca_file,
                 mqtt.cert_file,
                 mqtt.key_file,
@@ -154,15 +153,6 @@ class _ReplyTo:
     topic: str
     correlation: bytes | None
     received_at: float
-
-
-def _read_secret(path: str) -> str:
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError("mqtt.password_file", path, f"cannot read: {exc}") from exc
 
 
 class MqttDoor:

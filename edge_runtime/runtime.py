@@ -16,7 +16,7 @@ from edge_runtime.metrics import Metrics
 from edge_runtime.model_sync import ModelSync, Served
 from edge_runtime.mqtt_door import DoorTransport, MqttDoor, OpenTransport
 from edge_runtime.service import InferenceService
-from edge_runtime.settings import Settings, TwinLayout, TwinTransport
+from edge_runtime.settings import Settings, TwinLayout, TwinTransport, read_secret
 from kubeedge_twin import DeviceRef, Layout, TwinClient, TwinTopics
 from kubeedge_twin.client import Publish
 from kubeedge_twin.link import TwinLink
@@ -171,6 +171,8 @@ class Runtime:
                     shutdown_timeout_s=s.shutdown_timeout_s,
                     name="TF Serving REST (/v1), Open Inference Protocol (/v2), metrics",
                     key="http.port",
+                    token=read_secret("http.token_file", s.http.token_file),
+                    on_refused=self.metrics.rejected.labels("http", "unauthorized").inc,
                 )
             )
         if s.metrics.port and s.metrics.port != s.http.port:
@@ -253,7 +255,8 @@ def _offloader(settings: Settings, metrics: Metrics, model: Model) -> Offloader:
     from edge_runtime.offload.joint import Offloader
 
     offload = settings.offload
-    cloud = CloudModel(offload.url, offload.model or model.ref.name)
+    token = read_secret("offload.token_file", offload.token_file)
+    cloud = CloudModel(offload.url, offload.model or model.ref.name, token=token)
     return Offloader(offload, metrics, cloud)
 
 

@@ -204,6 +204,12 @@ class HttpSettings:
     """The HTTP front door: TF Serving REST, Open Inference Protocol, metrics and probes."""
 
     host: str = setting("0.0.0.0", "Address the HTTP server binds.")  # noqa: S104 - a pod serves on all interfaces
+    token_file: str = setting(
+        "",
+        "A file holding a bearer token: when set, every /v1 and /v2 request must carry "
+        "Authorization: Bearer <token> (else 401); probes and /metrics stay open. Give the "
+        "cloud's inference service one, and its edges offload.token_file.",
+    )
     port: int = setting(
         8501,
         "Port for TF Serving REST (/v1), the Open Inference Protocol (/v2), /metrics, "
@@ -306,6 +312,9 @@ class OffloadSettings:
         "offload, the edge answers every face.",
     )
     model: str = setting("", "The cloud's model name; empty: the served model's name.")
+    token_file: str = setting(
+        "", "A file holding the bearer token the cloud's door asks for (its http.token_file)."
+    )
     policy: Policy = setting(
         Policy.MARGIN,
         "What makes a face hard: margin (top-1 minus top-2 probability), max_prob (top-1), "
@@ -716,3 +725,17 @@ def _validate_offload(o: OffloadSettings) -> None:
     _require(o.breaker_failures > 0, "offload.breaker_failures", o.breaker_failures, "must be > 0")
     _require(o.breaker_open_s > 0, "offload.breaker_open_s", o.breaker_open_s, "must be > 0")
     _require(o.max_faces_per_s >= 0, "offload.max_faces_per_s", o.max_faces_per_s, "must be >= 0")
+
+
+def read_secret(key: str, path: str) -> str:
+    """The stripped content of a secret file (a mounted Kubernetes Secret); "" for no path.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(key, path, f"cannot read: {exc}") from exc

@@ -29,10 +29,12 @@ class CloudModel:
     Args:
         url: The door's base URL (``http://cloud-inference:8501``).
         model: The model name the cloud serves.
+        token: The bearer token its door asks for (its ``http.token_file``), if any.
     """
 
-    def __init__(self, url: str, model: str) -> None:
+    def __init__(self, url: str, model: str, *, token: str = "") -> None:
         self._infer_url = f"{url.rstrip('/')}/v2/models/{model}/infer"
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -91,6 +93,7 @@ class CloudModel:
             headers={
                 HEADER_LENGTH: str(len(header)),
                 "Content-Type": "application/octet-stream",
+                **self._auth,
             },
         ) as response:
             body = await response.read()

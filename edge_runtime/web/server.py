@@ -7,6 +7,7 @@ our own event loop and task group instead of owning the process's signals.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -58,6 +59,29 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return json_response({"error": exc.reason}, exc.status)
 
 
+def _bearer(
+    token: str, on_refused: Callable[[], None]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Every /v1 and /v2 request must carry ``Authorization: Bearer <token>``."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path[:3].lower() in ("/v1", "/v2"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                on_refused()
+                _LOGGER.info("http %s %.200s -> 401", request.method, request.path)
+                return json_response(
+                    {"error": "a bearer token is required (Authorization: Bearer ...)"},
+                    401,
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    return check
+
+
 class HttpListener:
     """One aiohttp site on ``host:port`` while the context is open.
 
@@ -70,6 +94,8 @@ class HttpListener:
         shutdown_timeout_s: On exit, longest wait for requests being answered.
         name: For logs.
         key: The port's setting, named when the port cannot be bound.
+        token: When set, /v1 and /v2 ask for it as a bearer token (probes stay open).
+        on_refused: Called for each request refused for want of it.
     """
 
     def __init__(
@@ -83,8 +109,11 @@ class HttpListener:
         shutdown_timeout_s: float = 10.0,
         name: str,
         key: str,
+        token: str = "",
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
-        app = web.Application(client_max_size=max_body_bytes, middlewares=[_json_errors])
+        middlewares = [_json_errors] + ([_bearer(token, on_refused)] if token else [])
+        app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
         app.add_routes(routes)
         if fallback is not None:
             # TF Serving matches its paths case-insensitively, /V1/MODELS/... included.

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @contextlib.asynccontextmanager
-async def cloud_runtime(broker_url: str, registry, unique: str) -> AsyncIterator[str]:
+async def cloud_runtime(broker_url: str, registry, unique: str, *extra: str) -> AsyncIterator[str]:
     """An edge-runtime process as the cloud's inference service; yields its base URL."""
     port = free_port()
     process = runtime_process(
@@ -34,13 +34,14 @@ async def cloud_runtime(broker_url: str, registry, unique: str) -> AsyncIterator
         str(port),
         "--http-host",
         "127.0.0.1",
+        *extra,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session, asyncio.timeout(30):
             while True:
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{base}/v2/health/ready") as reply:
+                    async with session.get(f"{base}/readyz") as reply:
                         if reply.status == 200:
                             break
                 await asyncio.sleep(0.1)
@@ -142,3 +143,40 @@ async def test_a_dead_cloud_costs_the_edge_its_budget_then_nothing(
     inside_ms = [a.timings.total_us / 1000 for a in answers]  # receipt to answer, runtime side
     assert max(inside_ms[:3]) < 200 + 100  # the budget, and no more
     assert max(inside_ms[3:]) < 50  # an open breaker costs nothing
+
+
+async def test_the_cloud_door_asks_for_its_token_and_the_edge_sends_it(
+    broker, registry, unique, tmp_path
+) -> None:
+    (tmp_path / "cloud-token").write_text("s3cret\n")
+    edge_token = tmp_path / "edge-token"
+    async with cloud_runtime(
+        broker.url, registry, unique, "--http-token-file", str(tmp_path / "cloud-token")
+    ) as cloud:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{cloud}/v2/models/emotion") as reply:
+                assert reply.status == 401
+            async with session.get(f"{cloud}/readyz") as reply:
+                assert reply.status == 200  # probes stay open
+        results = {}
+        for token in ("s3cret", "wrong"):
+            edge_token.write_text(token)
+            settings = make_settings(
+                broker.url,
+                registry,
+                f"{unique}-{token}",
+                **{
+                    "offload.url": cloud,
+                    "offload.policy": "always",
+                    "offload.token_file": str(edge_token),
+                },
+            )
+            async with (
+                running_runtime(settings),
+                device(broker.url, settings.topic_root, "cam") as cam,
+            ):
+                await cam.send(Request("r1", "cam", 0, (face(1),)))
+                (response,) = await cam.receive(1)
+            results[token] = response.results[0]
+    assert results["s3cret"].source is Source.CLOUD
+    assert (results["wrong"].source, results["wrong"].fallback) == (Source.EDGE, "cloud_error")
