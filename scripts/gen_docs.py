@@ -46,7 +46,8 @@ Reasons of `edge_invalid_requests_total`: MQTT `decode`, `payload_too_large`, `b
 `device_mismatch`, `no_faces`, `too_many_faces`, `dtype`, `non_finite`, ...; `internal` (a
 message whose handling failed unexpectedly: logged with its traceback, acknowledged); HTTP
 `malformed_path`, `bad_json`, `bad_tensor`, `bad_range`, `unknown_model`, `unknown_label`,
-`unknown_signature`, `too_many_faces`, `face_too_large`, ...
+`unknown_signature`, `too_many_faces`, `face_too_large`, ...; `frontdoor="http"`,
+`reason="unauthorized"`: a /v1 or /v2 request without the bearer token `http.token_file` asks for
 
 | metric | type | meaning |
 | --- | --- | --- |
