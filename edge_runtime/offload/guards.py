@@ -47,6 +47,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def unused(self) -> None:
+        """The offload ``allow`` let through did not go out after all (the rate limit)."""
+        self._probing = False
+
     def success(self) -> None:
         """An offload was answered."""
         self.state, self._count, self._probing = Circuit.CLOSED, 0, False

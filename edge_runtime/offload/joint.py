@@ -118,6 +118,7 @@ class Offloader:
             refused = CIRCUIT_OPEN
         elif not self._bucket.take(len(hard)):
             refused = RATE_LIMITED
+            self.breaker.unused()  # a half-open probe that did not go out must not block the next
         if refused:
             self._metrics.offloads.labels(refused).inc(len(hard))
             deliver(_edge(outcome, hard, refused))
@@ -135,6 +136,8 @@ class Offloader:
         self._flush_soon = False
         waiting, self._waiting = self._waiting, []
         if not waiting:
+            if not self._tasks:
+                self._idle.set()
             return
         task = asyncio.get_running_loop().create_task(self._ask(waiting))
         self._tasks.add(task)
@@ -186,6 +189,10 @@ class Offloader:
 
     async def close(self) -> None:
         """Answer what is with the cloud from the edge (as timed out), and close the client."""
+        waiting, self._waiting = self._waiting, []  # not sent yet: the edge answers now
+        for entry in waiting:
+            if not entry.refine:
+                entry.deliver(_edge(entry.outcome, entry.hard, TIMEOUT))
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -80,6 +80,16 @@ def test_the_breaker_opens_after_failures_and_probes_once_after_the_cool_down() 
     assert breaker.allow()
 
 
+def test_a_probe_that_did_not_go_out_does_not_block_the_next() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, open_s=1.0, clock=clock)
+    breaker.failure()
+    clock.now = 1.0
+    assert breaker.allow()
+    breaker.unused()  # e.g. the rate limit stopped it
+    assert breaker.allow()
+
+
 def test_the_bucket_allows_a_rate_with_a_burst() -> None:
     clock = Clock()
     bucket = TokenBucket(rate=10.0, burst=10.0, clock=clock)
