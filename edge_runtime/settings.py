@@ -715,8 +715,9 @@ def _validate(s: Settings) -> None:
 
 
 def _validate_offload(o: OffloadSettings) -> None:
+    url = urlsplit(o.url)
     _require(
-        not o.url or (urlsplit(o.url).scheme in {"http", "https"} and bool(urlsplit(o.url).netloc)),
+        not o.url or (url.scheme in {"http", "https"} and bool(url.netloc)),
         "offload.url",
         o.url,
         "expected http://host:port or https://host:port (or empty: no offload)",

@@ -65,15 +65,14 @@ def cloud_update(values: Mapping[str, str], resource_version: int | None = None)
     return TwinMessage(twins).encode(versions=True)
 
 
-def _client(broker: str) -> aiomqtt.Client:
-    """A clean-session client for one short exchange with ``broker``."""
+def client_for(broker: str) -> aiomqtt.Client:
+    """A clean-session client of ``broker`` (``mqtt://`` or ``mqtts://``)."""
     address = Broker.parse(broker)
     return aiomqtt.Client(
         address.host,
         address.port,
         tls_params=aiomqtt.TLSParameters() if address.tls else None,
         socket_options=list(SOCKET_OPTIONS),
-        keepalive=30,
     )
 
 
@@ -86,7 +85,7 @@ async def publish_cloud_update_async(
         TimeoutError: if the broker does not acknowledge in time.
     """
     try:
-        async with asyncio.timeout(timeout_s), _client(broker) as client:
+        async with asyncio.timeout(timeout_s), client_for(broker) as client:
             await client.publish(desired_topic(device_id), cloud_update(values), qos=1)
     except TimeoutError:
         raise TimeoutError(f"broker {broker} did not acknowledge the twin update") from None
@@ -103,7 +102,7 @@ async def fetch_twins_async(broker: str, device_id: str, timeout_s: float = 10.0
     """
     topic = f"{PREFIX}{device_id}"
     try:
-        async with asyncio.timeout(timeout_s), _client(broker) as client:
+        async with asyncio.timeout(timeout_s), client_for(broker) as client:
             await client.subscribe(topic + TWIN_GET_RESULT, qos=1)
             await client.publish(topic + TWIN_GET, get_request(f"get-{now_ms()}"), qos=1)
             async for message in client.messages:

@@ -10,11 +10,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiomqtt
 import yaml
 
-from edgeinfer.broker import SOCKET_OPTIONS, Broker
 from kubeedge_sim.certs import make_certificates
-from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, device_of
+from kubeedge_sim.cloud import SIM_DESIRED_FILTERS, client_for, device_of
 from kubeedge_sim.cloudhub import CloudHub
 from kubeedge_sim.edgecore import RealEdgecore, is_current
 
@@ -157,18 +157,10 @@ class EdgeNode:
         subscribe to; here they become what editing the Device does in a cluster: a Device update
         (1.15+), or a ``cloud_updated`` (1.4), over the websocket.
         """
-        import aiomqtt  # the simulated cloud's input only
-
-        address = Broker.parse(self.broker)
         topic = SIM_DESIRED_FILTERS[1] if self.current else SIM_DESIRED_FILTERS[0]
         while True:
             try:
-                async with aiomqtt.Client(
-                    address.host,
-                    address.port,
-                    tls_params=aiomqtt.TLSParameters() if address.tls else None,
-                    socket_options=list(SOCKET_OPTIONS),
-                ) as client:
+                async with client_for(self.broker) as client:
                     await client.subscribe(topic, qos=1)
                     async for message in client.messages:
                         payload = message.payload

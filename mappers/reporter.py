@@ -69,8 +69,7 @@ async def publish_safely(
     try:
         await send()
     except TwinFormatError as exc:
-        metrics.refused(f"{kind}_value")
-        _LOGGER.warning("not reporting %s: %s", kind, exc)
+        _refused(metrics, kind, exc)
         return
     metrics.reported(kind)
 
@@ -85,11 +84,15 @@ def hand_over(metrics: MapperMetrics, kind: str, send: Callable[[], asyncio.Futu
     try:
         future = send()
     except TwinFormatError as exc:
-        metrics.refused(f"{kind}_value")
-        _LOGGER.warning("not reporting %s: %s", kind, exc)
+        _refused(metrics, kind, exc)
         return
     future.add_done_callback(_ignore)
     metrics.reported(kind)
+
+
+def _refused(metrics: MapperMetrics, kind: str, exc: TwinFormatError) -> None:
+    metrics.refused(f"{kind}_value")
+    _LOGGER.warning("not reporting %s: %s", kind, exc)
 
 
 def _ignore(future: asyncio.Future[None]) -> None:

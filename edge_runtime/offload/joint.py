@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Source, Status
 from edge_runtime.metrics import Metrics
-from edge_runtime.offload.cloud import CloudError, CloudModel
+from edge_runtime.offload.cloud import CloudModel
 from edge_runtime.offload.guards import CircuitBreaker, TokenBucket
 from edge_runtime.offload.scores import Policy, score
 from edge_runtime.service import Deliver, Outcome
@@ -163,9 +163,7 @@ class Offloader:
         except asyncio.CancelledError:  # the runtime stops: the edge answers, as out of time
             fallback, stopped = TIMEOUT, True
             raise
-        except (CloudError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            _LOGGER.info("cloud offload failed: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - aiohttp's errors and any other: the edge answers
+        except Exception as exc:  # noqa: BLE001 - CloudError, aiohttp, OS: the edge answers
             _LOGGER.info("cloud offload failed: %r", exc)
         finally:
             if not fallback and any(len(row) != len(w.labels) for w in waiting for row in answers):
@@ -219,15 +217,13 @@ def _edge(outcome: Outcome, hard: list[int], fallback: str) -> Outcome:
 
 
 def _joined(entry: _Waiting, rows: Iterator[tuple[float, ...]], model: ModelRef) -> Outcome:
-    outcome, hard = entry.outcome, set(entry.hard)
-    results = []
-    for i, result in enumerate(outcome.results):
-        if i not in hard:
-            results.append(replace(result, source=Source.EDGE, model=outcome.model))
-            continue
+    """The edge's outcome with each hard face's answer replaced by the cloud's row."""
+    edge = _edge(entry.outcome, entry.hard, "")
+    results = list(edge.results)
+    for i in entry.hard:  # ascending, as the rows were asked for
         row = next(rows)
         best = max(range(len(row)), key=row.__getitem__)
-        results.append(
-            FaceResult(entry.labels[best], best, row[best], row, Source.CLOUD, "", True, model)
+        results[i] = FaceResult(
+            entry.labels[best], best, row[best], row, Source.CLOUD, "", True, model
         )
-    return replace(outcome, results=tuple(results))
+    return replace(edge, results=tuple(results))

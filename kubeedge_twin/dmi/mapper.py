@@ -106,6 +106,13 @@ class _Device:
     sent_state: str = ""  # the state edgecore last accepted
 
 
+def _settled() -> asyncio.Future[None]:
+    """A future already done: what edgecore has been told needs no call."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 class DmiTwin:
     """One device's twin over DMI: desired values in, reported values and state out.
 
@@ -176,9 +183,7 @@ class DmiTwin:
         device = self._device
         changed = {k: v for k, v in values.items() if device.reported.get(k) != v}
         if not changed and not device.dirty:  # edgecore has these already: no call spent
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+            return _settled()
         device.reported.update(changed)
         if changed:
             device.dirty = True
@@ -192,9 +197,7 @@ class DmiTwin:
         """Report the device's state (``online``, ``offline``, ``ok``, ...; edgecore 1.18+)."""
         device = self._device
         if state == device.sent_state and not device.state:  # edgecore has it: no call spent
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+            return _settled()
         device.state = state
         return self._mapper._schedule(device)
 
