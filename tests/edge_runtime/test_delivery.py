@@ -19,6 +19,7 @@ from edge_runtime import (
 from tests.support.broker import start_broker, stop_broker
 from tests.support.devices import device, face, retrying_device
 from tests.support.runtime import make_settings, running_runtime
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,12 @@ async def test_a_burst_without_retries_loses_requests_on_mosquitto_16(registry, 
             async with asyncio.timeout(120), asyncio.TaskGroup() as tg:
                 for cam in cams:
                     tg.create_task(collect(cam))
-            await asyncio.sleep(1.5)  # the broker's next $SYS report (sys_interval 1)
+            lost = len(sends) - len(answered)
+            await until(  # the broker's next $SYS report (sys_interval 1)
+                lambda: _sample(runtime, "edge_broker_dropped_messages") >= lost,
+                timeout_s=10,
+                what="the broker's $SYS report of the dropped messages",
+            )
             dropped = _sample(runtime, "edge_broker_dropped_messages")
     finally:
         stop_broker(broker16)

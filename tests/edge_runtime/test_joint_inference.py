@@ -4,7 +4,6 @@ never answers) are real sockets. Devices talk to the edge over real mosquitto.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 from edge_runtime import ModelRef, Request, Source, Status
 from tests.support.broker import free_port
 from tests.support.devices import device, face
-from tests.support.runtime import make_settings, running_runtime, runtime_process
+from tests.support.runtime import make_settings, running_runtime, runtime_process, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -38,13 +37,7 @@ async def cloud_runtime(broker_url: str, registry, unique: str, *extra: str) -> 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(30):
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{base}/readyz") as reply:
-                        if reply.status == 200:
-                            break
-                await asyncio.sleep(0.1)
+        await wait_ready(base)
         yield base
     finally:
         process.terminate()

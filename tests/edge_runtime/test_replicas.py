@@ -4,7 +4,6 @@ load and stays down; every request is answered (by a retry that reaches a surviv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 import urllib.request
@@ -14,7 +13,7 @@ import pytest
 from edge_runtime import InferenceClient, MqttTransport, Request, RetryPolicy, Status, Topics
 from tests.support.broker import free_port
 from tests.support.devices import face
-from tests.support.runtime import runtime_process
+from tests.support.runtime import runtime_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +46,6 @@ def _answered(port: int) -> float:
     )
 
 
-async def _ready(port: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(
-                    urllib.request.urlopen, f"http://127.0.0.1:{port}/readyz", None, 1
-                )
-                return
-            await asyncio.sleep(0.1)
-
-
 async def test_a_replica_killed_under_load_loses_nothing(any_broker, registry, unique):
     root = f"replicas-{unique}/v1"
     ports = [free_port(), free_port()]
@@ -66,7 +54,7 @@ async def test_a_replica_killed_under_load_loses_nothing(any_broker, registry, u
         for i, port in enumerate(ports)
     ]
     try:
-        await asyncio.gather(*(_ready(port) for port in ports))
+        await asyncio.gather(*(wait_ready(f"http://127.0.0.1:{port}") for port in ports))
         topics = Topics(root)
         policy = RetryPolicy(first_wait_s=0.5, max_wait_s=2.0, deadline_s=30.0)
         outcomes: list[Status | BaseException] = []

@@ -10,6 +10,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
+
 from edge_runtime import (
     Runtime,
     load_settings,
@@ -17,6 +19,7 @@ from edge_runtime import (
 from edge_runtime.backends import load_model
 from edge_runtime.settings import Settings
 from tests.support.paths import REPO
+from tests.support.until import until
 
 
 def make_settings(broker_url: str, registry: Path, unique: str, **overrides: object) -> Settings:
@@ -96,3 +99,17 @@ def runtime_process(
         stdout=output,
         stderr=subprocess.STDOUT,
     )
+
+
+async def wait_ready(base: str, timeout_s: float = 30.0) -> None:
+    """Until ``base``/readyz answers 200 (a runtime started as its own process)."""
+
+    async def ready() -> bool:
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with session.get(f"{base}/readyz") as reply:
+                return reply.status == 200
+        return False
+
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await until(ready, timeout_s, interval_s=0.1, what=f"{base}/readyz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 
 
@@ -13,7 +14,8 @@ async def until(
     interval_s: float = 0.05,
     what: str = "",
 ) -> None:
-    """Poll ``condition`` every ``interval_s`` until it is true.
+    """Poll ``condition`` (a function, or a coroutine function) every ``interval_s`` until it
+    is true.
 
     Raises:
         AssertionError: it was still false after ``timeout_s`` (naming ``what``, or the
@@ -21,7 +23,12 @@ async def until(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not condition():
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
         if loop.time() >= deadline:
             name = what or getattr(condition, "__qualname__", "condition")
             raise AssertionError(f"not within {timeout_s:g} s: {name}")

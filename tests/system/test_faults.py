@@ -27,7 +27,8 @@ from tests.support.broker import free_port, mosquitto_16, start_broker, stop_bro
 from tests.support.devices import device, face
 from tests.support.faults import Figures, Load, peak_rss_mb, seconds
 from tests.support.kubeedge import standin
-from tests.support.runtime import make_settings, running_runtime, runtime_process
+from tests.support.runtime import make_settings, running_runtime, runtime_process, wait_ready
+from tests.support.until import until
 
 pytestmark = pytest.mark.integration
 
@@ -185,9 +186,7 @@ async def test_a_push_that_cannot_land_leaves_the_old_model_serving(
             ):
                 await asyncio.sleep(seconds(1.0))
                 edgecore.set_desired(device_id, wanted)
-                async with asyncio.timeout(30):
-                    while not _reported(edgecore, device_id).startswith("failed:"):  # noqa: ASYNC110
-                        await asyncio.sleep(0.05)
+                await until(lambda: _reported(edgecore, device_id).startswith("failed:"))
                 await asyncio.sleep(seconds(1.0))
                 serving = runtime.model.ref.version
                 status = _reported(edgecore, device_id)
@@ -221,7 +220,7 @@ async def test_overload_far_beyond_capacity_is_bounded_and_recovers(broker, regi
         broker.url, registry, unique, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"
     )
     try:
-        await _ready(port)
+        await wait_ready(f"http://127.0.0.1:{port}")
         idle_mb = peak_rss_mb(runtime.pid)
         async with contextlib.AsyncExitStack() as stack:
             cams = [
@@ -267,15 +266,6 @@ async def test_overload_far_beyond_capacity_is_bounded_and_recovers(broker, regi
     # Requests the runtime took waited at most for the Receive Maximum window ahead of them.
     assert _bucket_share(text, "edge_request_seconds", 1.0) > 0.99
     assert probe_s < 1.0
-
-
-async def _ready(port: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(_metrics, port, "/readyz")
-                return
-            await asyncio.sleep(0.1)
 
 
 def _metrics(port: int, path: str = "/metrics") -> str:
