@@ -21,7 +21,7 @@ import psutil
 from bench import ceiling
 from bench.load import Load, LoadResult
 from bench.processes import broker, broker_process, process, runtime
-from edgeinfer.twins import MODEL_SHA256, MODEL_TWINS, MODEL_URI, MODEL_VERSION
+from edgeinfer.twins import MODEL_SHA256, MODEL_URI, MODEL_VERSION, RUNTIME_TWINS
 from kubeedge_sim.standin import EdgecoreStandIn
 from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceDefinition
@@ -266,7 +266,7 @@ def measure_swap(repo: Path, registry: Path, rate: float, seconds: float) -> Swa
             standin = EdgecoreStandIn(f"mqtt://127.0.0.1:{port}", store, client_id="bench-ec")
             standin.start()
             device = "emotion-runtime-bench"
-            twins = {name: ("", "string") for name in MODEL_TWINS}
+            twins = {name: ("", "string") for name in RUNTIME_TWINS}
             standin.add_devices([DeviceDefinition(device, desired=twins)])
             pushed: list[float] = []
 

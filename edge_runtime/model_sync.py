@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class DesiredModel:
     signature: str = ""
 
     @classmethod
-    def from_twin(cls, desired: dict[str, str]) -> DesiredModel | None:
+    def from_twin(cls, desired: Mapping[str, str]) -> DesiredModel | None:
         """Read the desired twins; ``None`` if no complete model is asked for."""
         version = desired.get(MODEL_VERSION, "")
         uri = desired.get(MODEL_URI, "")
@@ -128,21 +128,15 @@ class ModelSync:
         """The last reported ``model_status``."""
         return self._status
 
+    def want(self, desired: Mapping[str, str]) -> None:
+        """Take the desired values (all of them, as the twin gives them)."""
+        wanted = DesiredModel.from_twin(desired)
+        if wanted is not None:
+            self._latest = wanted
+            self._wake.set()
+
     async def run(self) -> None:
-        """Follow desired changes until cancelled."""
-        async with asyncio.TaskGroup() as tg:
-            name = self._settings.twin_device
-            tg.create_task(self._follow(), name=f"model-sync[{name}].follow")
-            tg.create_task(self._reconcile_loop(), name=f"model-sync[{name}].reconcile")
-
-    async def _follow(self) -> None:
-        async for desired in self._twin.desired():
-            wanted = DesiredModel.from_twin(desired)
-            if wanted is not None:
-                self._latest = wanted
-                self._wake.set()
-
-    async def _reconcile_loop(self) -> None:
+        """Reconcile what ``want`` was given, one change at a time, until cancelled."""
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -23,6 +23,7 @@ from kubeedge_twin.link import TwinLink
 
 if TYPE_CHECKING:
     from edge_runtime.offload.joint import Offloader
+    from edge_runtime.offload.twin import OffloadTwin
     from edge_runtime.web.server import HttpListener
     from kubeedge_twin.dmi.mapper import DmiMapper
 
@@ -66,16 +67,18 @@ class Runtime:
         self.metrics = Metrics()
         self.state = RuntimeState.CREATED
         self._stop = asyncio.Event()
+        offloader = _offloader(settings, self.metrics, model) if settings.offload.url else None
         self.service = InferenceService(
             settings.batch,
             model=model,
             metrics=self.metrics,
             clock=clock,
-            offloader=_offloader(settings, self.metrics, model) if settings.offload.url else None,
+            offloader=offloader,
         )
         self._twin: TwinLink | None = None  # the runtime's own Device (MQTT or DMI)
         self._dmi: DmiMapper | None = None  # what serves it over DMI (KubeEdge 1.15+)
         self._model_sync: ModelSync | None = None
+        self._offload_twin: OffloadTwin | None = None
         self._twin_resync: asyncio.Task[None] | None = None
         if settings.twin.enabled:
             self._twin, self._dmi = _twin_link(
@@ -102,7 +105,21 @@ class Runtime:
                 initial=served,
                 on_swap=lambda result, _version: self.metrics.model_swaps.labels(result).inc(),
             )
+            if offloader is not None:
+                from edge_runtime.offload.twin import OffloadTwin
+
+                self._offload_twin = OffloadTwin(
+                    self._twin,
+                    offloader,
+                    lambda: self.service.model,
+                    self.metrics,
+                    settings.offload.report_interval_s,
+                )
         self.service.on_swap(lambda _model: self._mqtt.publish_info())
+        if self._offload_twin is not None:
+            self.service.on_swap(self._offload_twin.model_changed)
+        elif offloader is not None:
+            self.service.on_swap(offloader.use_model)
 
     @property
     def transport(self) -> DoorTransport:
@@ -197,14 +214,10 @@ class Runtime:
                 async with self._mqtt, asyncio.TaskGroup() as tg:
                     batcher = tg.create_task(self.service.serve(), name=f"runtime[{name}].batcher")
                     ingest = tg.create_task(self._mqtt.ingest(), name=f"runtime[{name}].ingest")
-                    if self._model_sync is not None:
-                        sync = tg.create_task(
-                            self._model_sync.run(), name=f"runtime[{name}].models"
-                        )
+                    twin_tasks = self._twin_tasks(tg)
                     if self._dmi is not None:
                         dmi = tg.create_task(self._dmi.run(), name=f"runtime[{name}].dmi")
-                        if self._model_sync is not None:
-                            self._model_sync.report()  # sent once registered, again on re-register
+                        self._report_twin()  # sent once registered, again on re-register
                     self.state = RuntimeState.SERVING
                     if on_ready is not None:
                         on_ready()
@@ -216,14 +229,43 @@ class Runtime:
                     await http.aclose()
                     await self._drain()
                     batcher.cancel()
-                    if self._model_sync is not None:
-                        sync.cancel()
+                    for task in twin_tasks:
+                        task.cancel()
                     if self._dmi is not None:
                         dmi.cancel()
         finally:
             if self._twin_resync is not None:
                 self._twin_resync.cancel()
             self.state = RuntimeState.STOPPED
+
+    def _twin_tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """Follow the twin: desired values to model sync and joint inference, reports out."""
+        if self._twin is None or self._model_sync is None:
+            return []
+        name = self._settings.runtime_id
+        tasks = [
+            tg.create_task(self._follow_twin(self._twin), name=f"runtime[{name}].twin"),
+            tg.create_task(self._model_sync.run(), name=f"runtime[{name}].models"),
+        ]
+        if self._offload_twin is not None:
+            tasks.append(
+                tg.create_task(self._offload_twin.run(), name=f"runtime[{name}].offload-twin")
+            )
+        return tasks
+
+    async def _follow_twin(self, twin: TwinLink) -> None:
+        async for desired in twin.desired():
+            if self._model_sync is not None:
+                self._model_sync.want(desired)
+            if self._offload_twin is not None:
+                self._offload_twin.want(desired)
+
+    def _report_twin(self) -> None:
+        """Report what the twin carries: the model served, the offload rule in force."""
+        if self._model_sync is not None:
+            self._model_sync.report()
+        if self._offload_twin is not None:
+            self._offload_twin.report()
 
     async def _drain(self) -> None:
         _LOGGER.info("draining %d queued requests", self.service.depth)
@@ -243,9 +285,9 @@ class Runtime:
         if self._twin is not None and self._twin.subscriptions and self._model_sync is not None:
             if self._twin_resync is not None:
                 self._twin_resync.cancel()
-            self._model_sync.report()
+            self._report_twin()
             self._twin_resync = asyncio.get_running_loop().create_task(
-                _resync_until_answered(self._twin, self._model_sync)
+                _resync_until_answered(self._twin, self._report_twin)
             )
 
 
@@ -257,7 +299,7 @@ def _offloader(settings: Settings, metrics: Metrics, model: Model) -> Offloader:
     offload = settings.offload
     token = read_secret("offload.token_file", offload.token_file)
     cloud = CloudModel(offload.url, offload.model or model.ref.name, token=token)
-    return Offloader(offload, metrics, cloud)
+    return Offloader(offload, metrics, cloud, model=model)
 
 
 def _twin_link(settings: Settings, publish: Publish) -> tuple[TwinLink, DmiMapper | None]:
@@ -280,10 +322,10 @@ def _twin_link(settings: Settings, publish: Publish) -> tuple[TwinLink, DmiMappe
     return TwinClient(device, topics=TwinTopics(layout), publish=publish), None
 
 
-async def _resync_until_answered(twin: TwinLink, model_sync: ModelSync) -> None:
+async def _resync_until_answered(twin: TwinLink, report: Callable[[], None]) -> None:
     """``twin/get`` until edgecore answers, then report again.
 
     A get or report sent before edgecore 1.4 subscribed (a node's reboot can order it so) is lost.
     """
     await twin.resync()
-    model_sync.report()
+    report()

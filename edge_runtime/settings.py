@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from edge_runtime.errors import ConfigError
-from edge_runtime.offload.scores import Policy
 from edgeinfer.broker import Broker
+from edgeinfer.hardness import Policy
 from kubeedge_twin.versions import KubeEdge
 
 _LOGGER = logging.getLogger(__name__)
@@ -323,7 +323,19 @@ class OffloadSettings:
     threshold: float = setting(
         0.3,
         "A face is hard when its score under the policy is below this (random: the share of "
-        "faces offloaded).",
+        "faces offloaded). Unused when offload.target_rate is set.",
+    )
+    target_rate: float = setting(
+        0.0,
+        "Share of faces to offload (0-1; 0: use offload.threshold instead): the threshold is "
+        "fitted to it per model version, from the score quantiles the trainer measured on its "
+        "calibration faces (manifest offload_scores); a version without them keeps "
+        "offload.threshold, with a warning.",
+    )
+    report_interval_s: float = setting(
+        30.0,
+        "How often the runtime's twin reports offload_rate (the share of faces offloaded "
+        "since the last report) and the offload_policy in force.",
     )
     mode: OffloadMode = setting(
         OffloadMode.WAIT,
@@ -723,6 +735,10 @@ def _validate_offload(o: OffloadSettings) -> None:
         "expected http://host:port or https://host:port (or empty: no offload)",
     )
     _require(o.budget_ms > 0, "offload.budget_ms", o.budget_ms, "must be positive")
+    _require(0.0 <= o.target_rate <= 1.0, "offload.target_rate", o.target_rate, "must be 0-1")
+    _require(
+        o.report_interval_s > 0, "offload.report_interval_s", o.report_interval_s, "must be > 0"
+    )
     _require(o.breaker_failures > 0, "offload.breaker_failures", o.breaker_failures, "must be > 0")
     _require(o.breaker_open_s > 0, "offload.breaker_open_s", o.breaker_open_s, "must be > 0")
     _require(o.max_faces_per_s >= 0, "offload.max_faces_per_s", o.max_faces_per_s, "must be >= 0")

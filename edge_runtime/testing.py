@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -37,10 +37,19 @@ class FakeModel:
         version: The version it reports.
         side: Input height and width (one channel, ``unit`` normalisation).
         fail_next: Raise on this many batches before answering again (an engine that broke).
+        offload_scores: Score percentiles, as a manifest's (joint inference's target rate).
     """
 
-    def __init__(self, version: str = "1.0.0", *, side: int = 8, fail_next: int = 0) -> None:
+    def __init__(
+        self,
+        version: str = "1.0.0",
+        *,
+        side: int = 8,
+        fail_next: int = 0,
+        offload_scores: Mapping[str, tuple[float, ...]] | None = None,
+    ) -> None:
         self._ref = ModelRef("fake", version)
+        self._offload_scores = dict(offload_scores or {})
         self._spec = InputSpec(side, side, 1, Normalization.UNIT)
         self.fail_next = fail_next
         self.batches: list[int] = []  # faces per batch run, in order
@@ -65,6 +74,11 @@ class FakeModel:
     def variant(self) -> str:
         """Always float32."""
         return "float32"
+
+    @property
+    def offload_scores(self) -> Mapping[str, tuple[float, ...]]:
+        """What it was given."""
+        return self._offload_scores
 
     async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``predict_now``, as a coroutine."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +38,11 @@ class Model(Protocol):
         """Which file of the version runs (float32, int8-dynamic, ...)."""
         ...
 
+    @property
+    def offload_scores(self) -> Mapping[str, tuple[float, ...]]:
+        """Each hard-example score's percentiles on the calibration faces (empty: none)."""
+        ...
+
     async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Probabilities, shape (N, labels), for an (N, H, W, C) batch, off the event loop."""
         ...
@@ -67,9 +72,9 @@ class ManifestModel:
 
     def __init__(self, path: Path, manifest: Manifest, engine: str) -> None:
         self._manifest = manifest
-        self._variant = next(
-            (f.variant for f in manifest.files if manifest.directory / f.path == path), "float32"
-        )
+        running = next((f for f in manifest.files if manifest.directory / f.path == path), None)
+        self._variant = running.variant if running is not None else "float32"
+        self._offload_scores = running.offload_scores if running is not None else {}
         # One thread: interpreters are not thread-safe, and it keeps latency predictable.
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"{engine}[{manifest.ref.version}]"
@@ -94,6 +99,11 @@ class ManifestModel:
     def variant(self) -> str:
         """Which file of the version runs."""
         return self._variant
+
+    @property
+    def offload_scores(self) -> Mapping[str, tuple[float, ...]]:
+        """Percentiles of each hard-example score over the calibration faces (this file)."""
+        return self._offload_scores
 
     def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         raise NotImplementedError

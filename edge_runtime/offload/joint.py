@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +20,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.backends.base import Model
 from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Source, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.offload.cloud import CloudModel
 from edge_runtime.offload.guards import CircuitBreaker, TokenBucket
-from edge_runtime.offload.scores import Policy, score
 from edge_runtime.service import Deliver, Outcome
 from edge_runtime.settings import OffloadMode, OffloadSettings
+from edgeinfer.hardness import Policy, Rule, score, threshold_at
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Offloader:
         settings: The ``offload.*`` settings.
         metrics: Where hard faces and offload results are counted.
         cloud: The cloud's model.
+        model: The edge's model served first (to fit ``offload.target_rate`` to).
         rng: Draws for the ``random`` policy.
     """
 
@@ -70,6 +73,7 @@ class Offloader:
         metrics: Metrics,
         cloud: CloudModel,
         *,
+        model: Model | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -77,7 +81,10 @@ class Offloader:
         self._metrics = metrics
         self._cloud = cloud
         self._rng = rng or random.Random()  # noqa: S311 - a sampling policy, not a secret
-        self._policy = Policy(settings.policy)
+        self._asked = _settings_rule(settings)  # the rule asked for (settings, or the twin)
+        self._policy = self._asked.policy
+        self._threshold = settings.threshold
+        self._considered = self._found_hard = 0  # faces since take_rate()
         self._budget_s = settings.budget_ms / 1000.0
         clock = clock or time.monotonic
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_open_s, clock)
@@ -88,6 +95,65 @@ class Offloader:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        if model is not None:
+            self.use(None, model)
+
+    @property
+    def rule(self) -> Rule:
+        """The rule in force: the policy, the rate asked for (if any) and the threshold used."""
+        return Rule(self._policy, self._threshold, self._asked.rate)
+
+    def use(self, rule: Rule | None, model: Model) -> None:
+        """Decide with ``rule`` (None: the settings') for ``model``, the one now served.
+
+        A rule without a threshold or rate keeps the settings'. A rate is turned into
+        ``model``'s threshold from its calibration percentiles; a model without them keeps
+        the settings' threshold (said in the log).
+        """
+        if rule is None:
+            rule = _settings_rule(self._settings)
+        elif rule.threshold is None and rule.rate is None:
+            rule = replace(_settings_rule(self._settings), policy=rule.policy)
+        self._asked = rule
+        self._policy = rule.policy
+        self._threshold = self._fitted(rule, model)
+        if math.isfinite(self._threshold):
+            self._metrics.offload_threshold.set(self._threshold)
+        _LOGGER.info("offload rule for %s %s: %s", model.ref.name, model.ref.version, self.rule)
+
+    def use_model(self, model: Model) -> None:
+        """The served model changed: fit the rule's rate to it again."""
+        self.use(self._asked, model)
+
+    def take_rate(self) -> float | None:
+        """The share of faces found hard since the last call (None: no faces since)."""
+        considered, hard = self._considered, self._found_hard
+        self._considered = self._found_hard = 0
+        return hard / considered if considered else None
+
+    def _fitted(self, rule: Rule, model: Model) -> float:
+        if rule.rate is None:
+            return rule.threshold if rule.threshold is not None else self._settings.threshold
+        if rule.policy is Policy.RANDOM:
+            return rule.rate  # a uniform draw: the threshold is the rate
+        if not rule.policy.calibrated:
+            return self._settings.threshold  # always, never: no threshold matters
+        percentiles = model.offload_scores.get(rule.policy.value, ())
+        try:
+            return threshold_at(percentiles, rule.rate)
+        except ValueError as exc:
+            fallback = rule.threshold if rule.threshold is not None else self._settings.threshold
+            _LOGGER.warning(
+                "%s %s has no usable %s calibration (%s): offload rate %g not fitted, "
+                "threshold %g used",
+                model.ref.name,
+                model.ref.version,
+                rule.policy.value,
+                exc,
+                rule.rate,
+                fallback,
+            )
+            return fallback
 
     def consider(
         self,
@@ -103,12 +169,14 @@ class Offloader:
         if outcome.status is not Status.OK:
             deliver(outcome)
             return
-        threshold = self._settings.threshold
+        policy, threshold = self._policy, self._threshold
         hard = [
             i
             for i, result in enumerate(outcome.results)
-            if score(self._policy, result.probabilities, self._rng) < threshold
+            if score(policy, result.probabilities, self._rng) < threshold
         ]
+        self._considered += len(outcome.results)
+        self._found_hard += len(hard)
         if not hard:
             deliver(_edge(outcome, hard, ""))
             return
@@ -197,6 +265,12 @@ class Offloader:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._cloud.close()
+
+
+def _settings_rule(settings: OffloadSettings) -> Rule:
+    if settings.target_rate > 0.0:
+        return Rule(settings.policy, rate=settings.target_rate)
+    return Rule(settings.policy, threshold=settings.threshold)
 
 
 def _edge(outcome: Outcome, hard: list[int], fallback: str) -> Outcome:

@@ -16,6 +16,14 @@ MODEL_SIGNATURE: Final = "model_signature"
 MODEL_STATUS: Final = "model_status"  # reported only: serving, loading or failed:<reason>
 MODEL_TWINS: Final = (MODEL_VERSION, MODEL_URI, MODEL_SHA256, MODEL_SIGNATURE, MODEL_STATUS)
 
+# The inference-service device's joint inference: the rule the cloud asks for (edgeinfer.hardness
+# Rule: "margin,rate:0.2"), the rule in force and the share of faces found hard since the last
+# report (reported).
+OFFLOAD_POLICY: Final = "offload_policy"
+OFFLOAD_RATE: Final = "offload_rate"  # reported only
+OFFLOAD_TWINS: Final = (OFFLOAD_POLICY, OFFLOAD_RATE)
+RUNTIME_TWINS: Final = MODEL_TWINS + OFFLOAD_TWINS
+
 # A camera device: the cloud sets capture_fps and enabled; the camera reports everything.
 CAPTURE_FPS: Final = "capture_fps"
 ENABLED: Final = "enabled"

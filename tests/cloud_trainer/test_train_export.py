@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from edge_runtime.backends import open_model_files
 from edge_runtime.manifest import read_manifest
 from edge_runtime.preprocessing import normalise
 from edge_runtime.settings import BackendKind
+from edgeinfer.hardness import Policy, score, threshold_at
 
 pytestmark = pytest.mark.slow
 CHANCE = 1 / 7
@@ -118,3 +120,36 @@ def test_auto_serves_the_gated_full_int8_file_and_float32_where_there_is_none(
     assert trained_manifest.file("auto").variant == "int8-full"
     pretrained = read_manifest(registry / "emotion" / "1.0.0" / MANIFEST_NAME)
     assert pretrained.file("auto").variant == "float32"
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8-full"])
+def test_each_served_file_ships_its_score_percentiles_and_a_rate_holds_on_new_faces(
+    trained, variant
+):
+    """The calibration in the manifest is the file's own: a threshold fitted from it to a rate
+    offloads about that share of faces the model never saw (the held-out split)."""
+    manifest = read_manifest(trained["root"] / "emotion" / "2.0.0" / MANIFEST_NAME)
+    assert manifest.calibration_set == "synthetic:1400:3 (val)"
+    entry = manifest.file(variant)
+    assert set(entry.offload_scores) == {"margin", "max_prob", "entropy"}
+    faces = trained["dataset"].held_out().images
+    model = open_model_files(manifest, variant, BackendKind.LITERT, threads=1, max_batch=16)
+    try:
+        probabilities = asyncio.run(
+            model.predict(normalise(faces, manifest.input.normalization))
+        ).tolist()
+    finally:
+        model.close()
+    assert model.offload_scores == entry.offload_scores
+    unused = random.Random(0)  # noqa: S311 - these policies draw nothing
+    for policy in (Policy.MARGIN, Policy.ENTROPY):
+        threshold = threshold_at(entry.offload_scores[policy.value], 0.3)
+        share = sum(score(policy, row, unused) < threshold for row in probabilities) / len(faces)
+        assert share == pytest.approx(0.3, abs=0.1), (policy, share)
+
+
+def test_the_pretrained_version_is_calibrated_on_the_cameras_faces(registry):
+    manifest = read_manifest(registry / "emotion" / "1.0.0" / MANIFEST_NAME)
+    assert manifest.calibration_set == "synthetic:2800:7 (val)"
+    for variant in ("float32", "int8-dynamic"):
+        assert len(manifest.file(variant).offload_scores["margin"]) == 101

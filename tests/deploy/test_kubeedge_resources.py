@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from device_sim.__main__ import main as device_sim_main
-from edgeinfer.twins import CAMERA_DESIRED, CAMERA_TWIN_TYPES, MODEL_TWINS
+from edgeinfer.twins import CAMERA_DESIRED, CAMERA_TWIN_TYPES, RUNTIME_TWINS
 from kubeedge_twin import load_definitions
 from tests.support.kubeedge import crd_schema
 from tests.support.paths import REPO
@@ -29,7 +29,7 @@ def test_resource_validates_against_its_crd(path: Path):
 
 
 def test_inference_device_declares_every_twin_the_runtime_uses():
-    wanted = set(MODEL_TWINS)
+    wanted = set(RUNTIME_TWINS)
     definitions = load_definitions(
         p for p in RESOURCES if p.name == "inference-service-device.yaml"
     )
@@ -75,4 +75,4 @@ def test_camera_device_is_what_device_sim_emits(version, capsys):
 @pytest.mark.parametrize("version", ["v1alpha2", "v1beta1"])
 def test_inference_model_declares_the_runtime_twins(version):
     modes = _model_properties(version, "inference-service-model.yaml")
-    assert set(modes) == set(MODEL_TWINS)
+    assert set(modes) == set(RUNTIME_TWINS)

@@ -13,9 +13,14 @@ import aiohttp
 import pytest
 
 from edge_runtime import ModelRef, Request, Source, Status
+from edgeinfer.hardness import Policy, Rule, threshold_at
+from edgeinfer.twins import OFFLOAD_POLICY, OFFLOAD_RATE, RUNTIME_TWINS
+from kubeedge_twin import DeviceDefinition, Layout
 from tests.support.broker import free_port
 from tests.support.devices import device, face
+from tests.support.kubeedge import dmi_standin, reported_twins, socket_directory, standin
 from tests.support.runtime import make_settings, running_runtime, runtime_process, wait_ready
+from tests.support.until import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -173,3 +178,66 @@ async def test_the_cloud_door_asks_for_its_token_and_the_edge_sends_it(
             results[token] = response.results[0]
     assert results["s3cret"].source is Source.CLOUD
     assert (results["wrong"].source, results["wrong"].fallback) == (Source.EDGE, "cloud_error")
+
+
+@pytest.mark.parametrize("transport", ["mqtt-1.4", "dmi-1.23"])
+async def test_the_offload_rule_follows_the_twin_and_the_rate_is_reported(
+    transport, broker, registry, unique, tmp_path
+) -> None:
+    """``offload_policy`` desired sets the rule; reported, the rule in force (a rate with the
+    threshold fitted to the served version's calibration) and ``offload_rate``."""
+    overrides: dict[str, object] = {
+        "twin.enabled": True,
+        "twin.cache_dir": str(tmp_path / "cache"),
+        "offload.url": f"http://127.0.0.1:{free_port()}",  # refused: the edge answers
+        "offload.breaker_failures": 10_000,
+        "offload.report_interval_s": 0.2,
+    }
+    with contextlib.ExitStack() as stack:
+        if transport == "mqtt-1.4":
+            settings = make_settings(
+                broker.url, registry, unique, **overrides, **{"twin.kubeedge_version": "1.4"}
+            )
+            device_id = settings.twin_device
+            service = stack.enter_context(standin(broker, Layout.V1_4, device_id))
+        else:
+            sockets = stack.enter_context(socket_directory())
+            settings = make_settings(
+                broker.url,
+                registry,
+                unique,
+                **overrides,
+                **{
+                    "twin.kubeedge_version": "1.23",
+                    "dmi.edgecore_socket": str(sockets),
+                    "dmi.socket": str(sockets / "edgeinfer.sock"),
+                },
+            )
+            device_id = f"default/{settings.twin_device}"
+            definition = DeviceDefinition(
+                settings.twin_device,
+                desired={n: ("", "string") for n in RUNTIME_TWINS},
+                protocol="edgeinfer",
+            )
+            service = stack.enter_context(
+                dmi_standin(broker, sockets, f"standin-{unique}", definition)
+            )
+
+        def reported(name: str) -> str:
+            return reported_twins(service, device_id).get(name, "")
+
+        async with (
+            running_runtime(settings) as runtime,
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await until(lambda: reported(OFFLOAD_POLICY) == "margin,threshold:0.3")
+            service.set_desired(device_id, {OFFLOAD_POLICY: "margin,rate:0.5"})
+            percentiles = runtime.model.offload_scores["margin"]  # 1.0.0 ships them
+            fitted = Rule(Policy.MARGIN, threshold_at(percentiles, 0.5), 0.5)
+            await until(lambda: reported(OFFLOAD_POLICY) == str(fitted))
+            service.set_desired(device_id, {OFFLOAD_POLICY: "always"})
+            await until(lambda: reported(OFFLOAD_POLICY).startswith("always"))
+            await cam.send(Request("r1", "cam", 0, (face(1), face(2))))
+            (answer,) = await cam.receive(1)
+            await until(lambda: reported(OFFLOAD_RATE) == "1.0000")
+    assert all(r.hard and r.fallback == "cloud_error" for r in answer.results)

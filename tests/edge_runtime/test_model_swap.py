@@ -15,7 +15,7 @@ from cloud_trainer.registry import ArtefactFile, register
 from cloud_trainer.store import ModelStore
 from edge_runtime import Request, Status
 from edge_runtime.__main__ import _startup_model
-from edgeinfer.twins import MODEL_TWINS
+from edgeinfer.twins import RUNTIME_TWINS
 from kubeedge_sim.dmi_edgecore import DmiEdgecore
 from kubeedge_twin import DeviceDefinition, Layout
 from tests.support.devices import device, face
@@ -378,7 +378,9 @@ def dmi_dir():
 
 def _runtime_device(settings) -> DeviceDefinition:
     return DeviceDefinition(
-        settings.twin_device, desired={n: ("", "string") for n in MODEL_TWINS}, protocol="edgeinfer"
+        settings.twin_device,
+        desired={n: ("", "string") for n in RUNTIME_TWINS},
+        protocol="edgeinfer",
     )
 
 

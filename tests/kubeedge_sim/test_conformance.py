@@ -19,6 +19,7 @@ import pytest
 from edge_runtime import (
     FaceResult,
     MqttTransport,
+    Request,
     Response,
     Status,
     Topics,
@@ -43,7 +44,10 @@ from tests.kubeedge_sim.sides import (
     runtime_mapper,
     until,
 )
+from tests.support.broker import free_port
+from tests.support.devices import device, face
 from tests.support.kubeedge import crd_schema, socket_directory
+from tests.support.runtime import make_settings, running_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -102,6 +106,8 @@ async def test_dmi_a_device_known_before_the_mapper_then_edited_then_reported(
             "model_sha256": "",
             "model_signature": "",
             "model_status": "",
+            "offload_policy": "",
+            "offload_rate": "",
         }
         # every number a float32 FloatValue after Go's JSON round trip (util.go dataToAny)
         assert twin.config() == {"host": "gpu-1.local", "port": 554.0, "hdr": True}
@@ -113,6 +119,46 @@ async def test_dmi_a_device_known_before_the_mapper_then_edited_then_reported(
         for t in status["status"]["twins"]
     }
     assert values == {"model_version": ("1.1.0", "1.1.0"), "model_status": ("serving", "")}
+
+
+@pytest.mark.parametrize("which", SIDES)
+@pytest.mark.parametrize("release", ["1.4", "1.23"])
+async def test_the_runtime_takes_its_offload_rule_and_reports_the_rule_and_rate(
+    release, which, broker, registry, short_tmp, unique, tmp_path
+):
+    """Joint inference through the runtime's Device: ``offload_policy`` set in the cloud reaches
+    the runtime (a delta on 1.4, UpdateDevice on 1.23); the rule in force and ``offload_rate``
+    reach the cloud."""
+    current = release == "1.23"
+    device_id = f"default/{RUNTIME}" if current else RUNTIME
+    async with kubeedge(which, current, broker.url, short_tmp, unique) as side:
+        await side.apply(runtime_documents("v1beta1" if current else "v1alpha2"))
+        settings = make_settings(
+            broker.url,
+            registry,
+            unique,
+            **{
+                "twin.enabled": True,
+                "twin.kubeedge_version": release,
+                "twin.device": RUNTIME,
+                "twin.cache_dir": str(tmp_path / "cache"),
+                "dmi.edgecore_socket": str(side.dmi_directory),
+                "dmi.socket": str(short_tmp / "rt.sock"),
+                "offload.url": f"http://127.0.0.1:{free_port()}",  # refused: the edge answers
+                "offload.breaker_failures": 10_000,
+                "offload.report_interval_s": 0.5,
+            },
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await reported_until(side, device_id, offload_policy="margin,threshold:0.3")
+            await side.set_desired(device_id, {"offload_policy": "always"})
+            await reported_until(side, device_id, offload_policy="always,threshold:0.3")
+            await cam.send(Request("r1", "cam", 0, (face(1),)))
+            await cam.receive(1)
+            await reported_until(side, device_id, offload_rate="1.0000")
 
 
 @pytest.mark.parametrize("which", SIDES)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edgeinfer.twins import MODEL_TWINS
+from edgeinfer.twins import RUNTIME_TWINS
 from kubeedge_sim.standin import EdgecoreStandIn
 from kubeedge_sim.store import TwinStore
 from kubeedge_twin import DeviceDefinition, Layout
@@ -29,7 +29,7 @@ def standin(broker: Any, layout: Layout, *device_names: str) -> Iterator[Edgecor
     service.start()
     service.add_devices(
         [
-            DeviceDefinition(name, desired={n: ("", "string") for n in MODEL_TWINS})
+            DeviceDefinition(name, desired={n: ("", "string") for n in RUNTIME_TWINS})
             for name in device_names
         ]
     )

@@ -286,7 +286,7 @@ def _bucket_share(text: str, histogram: str, le: float) -> float:
 async def test_edgecore_restarted_mid_load(broker, registry, unique):
     """The edgecore stand-in stops and comes back with its database (edgecore keeps edge.db)
     under load: requests do not depend on it, and the runtime's reported twin is still there."""
-    from edgeinfer.twins import MODEL_TWINS, MODEL_VERSION
+    from edgeinfer.twins import MODEL_VERSION, RUNTIME_TWINS
     from kubeedge_sim.standin import EdgecoreStandIn
     from kubeedge_sim.store import TwinStore
     from kubeedge_twin import DeviceDefinition
@@ -295,7 +295,7 @@ async def test_edgecore_restarted_mid_load(broker, registry, unique):
     settings = make_settings(broker.url, registry, unique, **{"twin.enabled": True})
     device_id = settings.twin_device
     store = TwinStore()
-    definition = DeviceDefinition(device_id, desired={n: ("", "string") for n in MODEL_TWINS})
+    definition = DeviceDefinition(device_id, desired={n: ("", "string") for n in RUNTIME_TWINS})
 
     def start() -> EdgecoreStandIn:
         service = EdgecoreStandIn(broker.url, store, client_id=f"ec-{unique}")

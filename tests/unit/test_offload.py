@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -18,10 +18,12 @@ from edge_runtime.metrics import Metrics
 from edge_runtime.offload.cloud import CloudError
 from edge_runtime.offload.guards import Circuit, CircuitBreaker, TokenBucket
 from edge_runtime.offload.joint import Offloader
-from edge_runtime.offload.scores import Policy, score
+from edge_runtime.offload.twin import OffloadTwin
 from edge_runtime.service import InferenceService
 from edge_runtime.settings import BatchSettings, OffloadSettings
 from edge_runtime.testing import LABELS, FakeModel
+from edgeinfer.hardness import Policy, Rule, quantiles, score, threshold_at
+from kubeedge_twin.messages import VALUE_PATTERN
 
 RNG = random.Random(0)  # noqa: S311 - the random policy, not a secret
 
@@ -266,3 +268,118 @@ async def test_refine_with_a_failing_cloud_leaves_the_edge_answer_alone() -> Non
     assert len(outcomes) == 1
     assert outcomes[0].results[0].source is Source.EDGE
     assert counted(metrics, "cloud_error") == 1
+
+
+def test_percentiles_give_back_the_threshold_of_a_rate() -> None:
+    scores = [i / 999 for i in range(1000)]  # uniform on [0, 1]
+    at_percent = quantiles(scores)
+    assert len(at_percent) == 101
+    assert at_percent[0] == 0.0
+    assert at_percent[100] == 1.0
+    threshold = threshold_at(at_percent, 0.2)
+    assert sum(s < threshold for s in scores) / len(scores) == pytest.approx(0.2, abs=0.002)
+    assert threshold_at(at_percent, 0.0) == -math.inf  # no face is below
+    assert threshold_at(at_percent, 1.0) == math.inf
+    with pytest.raises(ValueError, match="101"):
+        threshold_at(at_percent[:50], 0.2)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        threshold_at(tuple(reversed(at_percent)), 0.2)
+    with pytest.raises(ValueError, match="outside"):
+        threshold_at(at_percent, 1.5)
+
+
+def test_a_rule_reads_and_writes_as_a_twin_value() -> None:
+    assert Rule.parse("margin") == Rule(Policy.MARGIN)
+    assert Rule.parse("entropy,threshold:0.25") == Rule(Policy.ENTROPY, threshold=0.25)
+    assert Rule.parse("max_prob,rate:0.2") == Rule(Policy.MAX_PROB, rate=0.2)
+    reported = Rule(Policy.ENTROPY, threshold=0.41372, rate=0.2)
+    assert str(reported) == "entropy,rate:0.2,threshold:0.4137"
+    assert VALUE_PATTERN.match(str(reported))  # KubeEdge takes it (it takes no JSON)
+    assert Rule.parse(str(reported)).rate == 0.2
+    assert str(Rule(Policy.ALWAYS, threshold=-math.inf)) == "always"
+    for bad, says in [
+        ("sometimes", "unknown policy"),
+        ("margin,threshold", "expected"),
+        ("margin,speed:2", "expected"),
+        ("margin,rate:0.1,rate:0.2", "once"),
+        ("margin,rate:x", "not a number"),
+        ("margin,rate:nan", "finite"),
+        ("margin,rate:1.5", "outside"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            Rule.parse(bad)
+
+
+LINEAR = tuple(p / 100 for p in range(101))  # scores spread evenly over [0, 1]
+
+
+async def test_a_target_rate_is_fitted_to_each_model_version() -> None:
+    """The fake model's faces have margin 0.7: hard below a threshold above it."""
+    metrics = Metrics()
+    settings = OffloadSettings(url="http://cloud:8501", target_rate=0.8)
+    offloader = Offloader(
+        settings, metrics, FakeCloud(), model=FakeModel(offload_scores={"margin": LINEAR})
+    )
+    assert offloader.rule == Rule(Policy.MARGIN, threshold=pytest.approx(0.8), rate=0.8)
+    assert metrics.registry.get_sample_value("edge_offload_threshold") == pytest.approx(0.8)
+    # A version whose scores run half as high: the same rate, half the threshold.
+    halved = tuple(p / 2 for p in LINEAR)
+    offloader.use_model(FakeModel("1.1.0", offload_scores={"margin": halved}))
+    assert offloader.rule.threshold == pytest.approx(0.4)
+    # A version without calibration keeps the settings' threshold, said in the log.
+    offloader.use_model(FakeModel("1.2.0"))
+    assert offloader.rule.threshold == settings.threshold
+    assert offloader.rule.rate == 0.8
+    # random needs no calibration; a rule without threshold or rate keeps the settings' rate.
+    offloader.use(Rule(Policy.RANDOM), FakeModel())
+    assert offloader.rule == Rule(Policy.RANDOM, threshold=0.8, rate=0.8)
+    offloader.use(None, FakeModel(offload_scores={"margin": LINEAR}))
+    assert offloader.rule.policy is Policy.MARGIN
+
+
+async def test_the_rate_found_hard_is_counted_between_reports() -> None:
+    async with joint(FakeCloud(), threshold=0.75) as (service, offloader, _):
+        assert offloader.take_rate() is None  # no face yet
+        await service.infer(faces(0, 1))
+        assert offloader.take_rate() == 1.0
+        offloader.use(Rule(Policy.MARGIN, threshold=0.5), FakeModel())
+        await service.infer(faces(0, 1, 2))
+        assert offloader.take_rate() == 0.0
+
+
+class ReportingTwin:
+    """A twin that keeps what it was told to report."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, str]] = []
+
+    def report(self, values: Mapping[str, str]) -> asyncio.Future[None]:
+        self.reports.append(dict(values))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def desired(self) -> AsyncIterator[dict[str, str]]:  # pragma: no cover - unused
+        yield {}
+
+
+async def test_the_twin_sets_the_rule_and_hears_the_rule_in_force_and_the_rate() -> None:
+    twin = ReportingTwin()
+    model = FakeModel(offload_scores={"margin": LINEAR})
+    async with joint(FakeCloud(), threshold=0.5) as (service, offloader, metrics):
+        control = OffloadTwin(twin, offloader, lambda: model, metrics, interval_s=3600)
+        control.want({"model_version": "1.0.0", "offload_policy": "margin,rate:0.8"})
+        assert twin.reports[-1] == {"offload_policy": "margin,rate:0.8,threshold:0.8"}
+        control.want({"offload_policy": "margin,rate:0.8", "model_version": "1.1.0"})
+        assert len(twin.reports) == 1  # the same rule: nothing to do
+        await service.infer(faces(0, 1, 2, 3))
+        control.report(with_rate=True)
+        assert twin.reports[-1]["offload_rate"] == "1.0000"
+        control.want({"offload_policy": "margin;rate=0.8"})
+        assert offloader.rule.rate == 0.8  # refused: the rule stays
+        refused = {"twin": "offload_policy"}
+        assert metrics.registry.get_sample_value("edge_twin_values_refused_total", refused) == 1
+        control.want({"offload_policy": ""})  # cleared: the settings' rule again
+        assert offloader.rule == Rule(Policy.MARGIN, threshold=0.5)
+        control.model_changed(FakeModel("1.1.0"))
+        assert twin.reports[-1] == {"offload_policy": "margin,threshold:0.5"}

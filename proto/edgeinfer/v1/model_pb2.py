@@ -26,7 +26,7 @@ from edgeinfer.v1 import inference_pb2 as edgeinfer_dot_v1_dot_inference__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64geinfer/v1/model.proto\x12\x0c\x65\x64geinfer.v1\x1a\x1c\x65\x64geinfer/v1/inference.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0f\n\x07variant\x18\x05 \x01(\t\x12\x35\n\x07metrics\x18\x06 \x03(\x0b\x32$.edgeinfer.v1.ModelFile.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf3\x02\n\rModelManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.edgeinfer.v1.ModelFile\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.edgeinfer.v1.InputSpec\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x39\n\x07metrics\x18\x06 \x03(\x0b\x32(.edgeinfer.v1.ModelManifest.MetricsEntry\x12\x16\n\x0eparent_version\x18\x07 \x01(\t\x12\x1b\n\x13\x64\x61taset_fingerprint\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64geinfer/v1/model.proto\x12\x0c\x65\x64geinfer.v1\x1a\x1c\x65\x64geinfer/v1/inference.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x02\n\tModelFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0f\n\x07variant\x18\x05 \x01(\t\x12\x35\n\x07metrics\x18\x06 \x03(\x0b\x32$.edgeinfer.v1.ModelFile.MetricsEntry\x12\x42\n\x0eoffload_scores\x18\x07 \x03(\x0b\x32*.edgeinfer.v1.ModelFile.OffloadScoresEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aR\n\x12OffloadScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.edgeinfer.v1.ScoreQuantiles:\x02\x38\x01\"$\n\x0eScoreQuantiles\x12\x12\n\nat_percent\x18\x01 \x03(\x01\"\x8c\x03\n\rModelManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12&\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x17.edgeinfer.v1.ModelFile\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.edgeinfer.v1.InputSpec\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x39\n\x07metrics\x18\x06 \x03(\x0b\x32(.edgeinfer.v1.ModelManifest.MetricsEntry\x12\x16\n\x0eparent_version\x18\x07 \x01(\t\x12\x1b\n\x13\x64\x61taset_fingerprint\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x17\n\x0f\x63\x61libration_set\x18\x0b \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELFILE_METRICSENTRY']._loaded_options = None
   _globals['_MODELFILE_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELFILE_OFFLOADSCORESENTRY']._loaded_options = None
+  _globals['_MODELFILE_OFFLOADSCORESENTRY']._serialized_options = b'8\001'
   _globals['_MODELMANIFEST_METRICSENTRY']._loaded_options = None
   _globals['_MODELMANIFEST_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELFILE']._serialized_start=106
-  _globals['_MODELFILE']._serialized_end=303
-  _globals['_MODELFILE_METRICSENTRY']._serialized_start=257
-  _globals['_MODELFILE_METRICSENTRY']._serialized_end=303
-  _globals['_MODELMANIFEST']._serialized_start=306
-  _globals['_MODELMANIFEST']._serialized_end=677
-  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_start=257
-  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_end=303
+  _globals['_MODELFILE']._serialized_end=455
+  _globals['_MODELFILE_METRICSENTRY']._serialized_start=325
+  _globals['_MODELFILE_METRICSENTRY']._serialized_end=371
+  _globals['_MODELFILE_OFFLOADSCORESENTRY']._serialized_start=373
+  _globals['_MODELFILE_OFFLOADSCORESENTRY']._serialized_end=455
+  _globals['_SCOREQUANTILES']._serialized_start=457
+  _globals['_SCOREQUANTILES']._serialized_end=493
+  _globals['_MODELMANIFEST']._serialized_start=496
+  _globals['_MODELMANIFEST']._serialized_end=892
+  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_start=325
+  _globals['_MODELMANIFEST_METRICSENTRY']._serialized_end=371
 # @@protoc_insertion_point(module_scope)
