@@ -28,7 +28,9 @@ examples:
   cloud-trainer --name mood registry add mood.tflite --version 1.0.0 --input 48x48x3 \\
       --normalisation unit --labels negative,neutral,positive
   cloud-trainer keygen --out keys && cloud-trainer sign 1.1.0 --key keys/model-signing.key
-  cloud-trainer serve --port 8000
+  cloud-trainer serve --port 8000 --samples samples --intake-token-file intake.token
+  cloud-trainer samples list --samples samples
+  cloud-trainer samples export --samples samples --out hard-faces --min-confidence 0.9
   cloud-trainer push 1.1.0 --to emotion-runtime-node-a emotion-runtime-node-b --canary 1 \\
       --store-url http://models.example:8000 --backend kubernetes --api-version v1beta1
 """
@@ -162,9 +164,53 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("version")
     sign.add_argument("--key", type=Path, required=True, help="ed25519 private key (PEM)")
 
-    serve = commands.add_parser("serve", help="serve the registry over HTTP (the model store)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the registry over HTTP (the model store), and the sample intake",
+        description="GET serves the registry read-only (what model_uri names). With --samples, "
+        "POST /v1/samples takes the hard examples edge runtimes upload (edgeinfer.v1."
+        "HardExample, protobuf): 201 kept, 200 kept already (one copy per face, by the "
+        "sha256 of its pixels), 400 malformed, 401 without the token, 413 too large, 507 "
+        "quota spent.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="bind port (default: 8000)")
+    serve.add_argument(
+        "--samples", type=Path, help="take uploaded hard examples into this directory"
+    )
+    serve.add_argument(
+        "--intake-token-file",
+        type=Path,
+        help="a file holding the bearer token uploads must carry (the runtimes' "
+        "samples.token_file); without it the intake takes uploads from anyone who reaches it",
+    )
+    serve.add_argument(
+        "--intake-max-bytes", type=int, default=1 << 20, help="largest upload (default: 1 MiB)"
+    )
+    serve.add_argument(
+        "--intake-quota-mb", type=float, default=1024.0, help="most the samples take (0: no limit)"
+    )
+
+    samples = commands.add_parser(
+        "samples",
+        help="the hard examples edge runtimes uploaded: list, contact sheet, export",
+        description="Read what `serve --samples` kept. Labels come from a human's corrections "
+        "(--corrections CSV of sha256,label) or else the cloud's answer when it was at least "
+        "--min-confidence sure; the edge's own answer never labels an example.",
+    )
+    samples.add_argument("action", choices=["list", "sheet", "export"])
+    samples.add_argument("--samples", type=Path, required=True, help="the intake's directory")
+    samples.add_argument(
+        "--min-confidence", type=float, default=0.9, help="cloud labels taken from (default 0.9)"
+    )
+    samples.add_argument("--corrections", type=Path, help="CSV of sha256,label rows")
+    samples.add_argument(
+        "--out",
+        type=Path,
+        help="sheet: the PNG (default samples.png); export: an image-folder data set "
+        "(<out>/train/<label>/<sha256>.png, for train --data <out>)",
+    )
+    samples.add_argument("--limit", type=int, default=100, help="sheet: at most this many")
 
     push = commands.add_parser(
         "push",
@@ -392,12 +438,49 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from cloud_trainer.samples import SampleIntake
     from cloud_trainer.store import ModelStore
 
-    store = ModelStore(args.registry, host=args.host, port=args.port)
+    intake = None
+    if args.samples is not None:
+        token = args.intake_token_file.read_text().strip() if args.intake_token_file else ""
+        intake = SampleIntake(
+            args.samples,
+            token=token,
+            max_bytes=args.intake_max_bytes,
+            quota_bytes=int(args.intake_quota_mb * 1024 * 1024),
+        )
+    store = ModelStore(args.registry, host=args.host, port=args.port, intake=intake)
     print(f"serving {args.registry} at {store.url}", flush=True)
+    if intake is not None:
+        print(f"taking hard examples into {args.samples} at {store.url}/v1/samples", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         store.serve_forever()
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from cloud_trainer import samples as store
+
+    found = list(store.read_samples(args.samples))
+    corrections = store.read_corrections(args.corrections) if args.corrections else {}
+    if args.action == "list":
+        print(f"{len(found)} hard examples in {args.samples}")
+        for key, counts in store.summary(found, args.min_confidence).items():
+            print(f"by {key}: " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
+        usable = store.labelled(found, args.min_confidence, corrections)
+        print(f"labelled (corrections, or the cloud at >= {args.min_confidence:g}): {len(usable)}")
+        return 0
+    if args.action == "sheet":
+        out = args.out or Path("samples.png")
+        store.contact_sheet(found[: args.limit], out)
+        print(f"{min(len(found), args.limit)} examples drawn in {out}")
+        return 0
+    if args.out is None:
+        print("samples export: --out is required", file=sys.stderr)
+        return 2
+    written = store.export_folder(store.labelled(found, args.min_confidence, corrections), args.out)
+    print(f"{written} of {len(found)} examples written to {args.out}/train/<label>/")
     return 0
 
 
@@ -461,6 +544,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": _keygen,
     "sign": _sign,
     "serve": _serve,
+    "samples": _samples,
     "push": _push,
 }
 

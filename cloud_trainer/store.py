@@ -1,4 +1,6 @@
-"""The HTTP model store: serves the registry read-only (what the runtime's ``model_uri`` names).
+"""The HTTP model store: the registry read-only (what ``model_uri`` names), and the intake.
+
+The sample intake (``POST /v1/samples``, ``cloud_trainer.samples``) runs when given one.
 
 Each file is served with its exact ``Content-Length`` and a strong ``ETag`` of its sha256.
 Single byte ranges are honoured (``206`` with ``Content-Range``) so an interrupted download
@@ -16,6 +18,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from cloud_trainer.samples import INTAKE_PATH, SampleIntake
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,7 +78,14 @@ class ModelStore:
         port: Bind port; 0 picks a free one.
     """
 
-    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        intake: SampleIntake | None = None,
+    ) -> None:
         self._root = root.resolve()
         root_dir = self._root
 
@@ -131,6 +142,36 @@ class ModelStore:
 
             def do_GET(self) -> None:
                 self._respond(body=True)
+
+            def do_POST(self) -> None:
+                if intake is None or self.path.split("?", 1)[0] != INTAKE_PATH:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+                    return
+                if not intake.authorized(self.headers.get("Authorization")):
+                    self._answer(HTTPStatus.UNAUTHORIZED, "a bearer token is required")
+                    return
+                length = self.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    self._answer(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+                    return
+                if int(length) > intake.max_bytes:
+                    self.close_connection = True  # the body is not read
+                    self._answer(
+                        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"larger than {intake.max_bytes}"
+                    )
+                    return
+                status, text = intake.accept(self.rfile.read(int(length)))
+                self._answer(status, text)
+
+            def _answer(self, status: HTTPStatus, text: str) -> None:
+                body = (text + "\n").encode()
+                self.send_response(status)
+                if status == HTTPStatus.UNAUTHORIZED:
+                    self.send_header("WWW-Authenticate", "Bearer")
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(

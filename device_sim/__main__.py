@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--username", default="", help="MQTT user ('{name}': the camera name)")
     group.add_argument("--password", default="", help="MQTT password")
+    group.add_argument(
+        "--share-for-training",
+        action="store_true",
+        help="the cameras consent to their hard faces being kept as training data "
+        "(InferenceRequest.share_for_training; the runtime keeps nothing otherwise)",
+    )
     faults = parser.add_argument_group("fault injection")
     faults.add_argument(
         "--malformed-rate",
@@ -130,6 +136,7 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
         "source": args.source,
         "username": args.username,
         "password": args.password,
+        "share_for_training": args.share_for_training,
         "faults": {
             "malformed_rate": args.malformed_rate,
             "disconnect_every_s": args.disconnect_every,

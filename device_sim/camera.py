@@ -69,6 +69,7 @@ class CameraConfig:
     start_delay_s: float = 0.0  # ramp-up: when this camera starts within the run
     report_interval_s: float = 1.0  # least time between two status reports
     malformed_rate: float = 0.0  # share of frames sent with truncated pixels (fault injection)
+    share_for_training: bool = False  # consent: the runtime may keep hard faces for training
     disconnect_every_s: float = 0.0  # fault injection: drop the connection this often (0: never)
     disconnect_for_s: float = 1.0  # and stay away this long
     credentials: Credentials = field(default_factory=Credentials)
@@ -257,7 +258,13 @@ class Camera:
         faces = tuple(crop_face(shot.gray, box, info.input, shot.margin) for box, _ in shot.faces)
         self._counter += 1
         request_id = f"{self._config.name}-{self._counter}"
-        request = Request(request_id, self._config.name, int(time.time() * 1000), faces)
+        request = Request(
+            request_id,
+            self._config.name,
+            int(time.time() * 1000),
+            faces,
+            self._config.share_for_training,
+        )
         payload = encode_request(request)
         inject = self._rng.random() < self._config.malformed_rate
         if inject:

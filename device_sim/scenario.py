@@ -61,6 +61,9 @@ class Group(BaseModel):
     source: str = "synthetic"
     username: str = Field("", description="MQTT user; '{name}' becomes the camera name")
     password: str = ""
+    share_for_training: bool = Field(
+        False, description="consent: the runtime may keep the hard faces for training"
+    )
     faults: Faults = Faults()
 
 
@@ -102,6 +105,7 @@ class Scenario(BaseModel):
                     start_delay_s=start,
                     report_interval_s=self.report_interval_s,
                     malformed_rate=group.faults.malformed_rate,
+                    share_for_training=group.share_for_training,
                     disconnect_every_s=group.faults.disconnect_every_s,
                     disconnect_for_s=group.faults.disconnect_for_s,
                     credentials=Credentials(group.username.replace("{name}", name), group.password),

@@ -62,6 +62,7 @@ def decode_request(
         device_id=topic_device,
         captured_at_ms=message.captured_at_ms,
         faces=faces,
+        share_for_training=message.share_for_training,
     )
 
 
@@ -135,6 +136,7 @@ def encode_request(request: Request, wire: WireFormat = WireFormat.PROTOBUF) -> 
         request_id=request.request_id,
         device_id=request.device_id,
         captured_at_ms=request.captured_at_ms,
+        share_for_training=request.share_for_training,
     )
     for face in request.faces:
         array = face.pixels

@@ -83,6 +83,16 @@ class Request:
     device_id: str
     captured_at_ms: int
     faces: tuple[FacePixels, ...]
+    share_for_training: bool = False  # the device's consent to keep its hard faces
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSource:
+    """A request whose device consented to its hard faces being kept for training."""
+
+    device_id: str
+    request_id: str
+    captured_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

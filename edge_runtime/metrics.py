@@ -123,6 +123,20 @@ class Metrics:
             registry=r,
         )
 
+        self.samples = Counter(
+            "edge_samples",
+            "Hard examples of consenting devices, by what became of them: kept (on disk for "
+            "upload), duplicate (that face was kept already), dropped_quota (the disk quota was "
+            "spent), dropped_error (could not be written), uploaded (the intake has it), "
+            "rejected (the intake refused it as malformed).",
+            ["result"],
+            registry=r,
+        )
+        self.samples_waiting_bytes = Gauge(
+            "edge_samples_waiting_bytes",
+            "Disk taken by hard examples waiting for upload.",
+            registry=r,
+        )
         self.twin_values_refused = Counter(
             "edge_twin_values_refused",
             "Desired twin values the runtime could not use, by twin (each also logged).",

@@ -15,6 +15,7 @@ from edge_runtime.errors import Overloaded, PayloadError
 from edge_runtime.futures import warn_on_failure
 from edge_runtime.messages import (
     Response,
+    SampleSource,
     ServiceInfo,
     Status,
     Timings,
@@ -353,7 +354,13 @@ class MqttDoor:
                 self._send(reply, answer)
             return
         try:
-            self._service.submit(request.faces, lambda outcome: self._respond(reply, outcome))
+            self._service.submit(
+                request.faces,
+                lambda outcome: self._respond(reply, outcome),
+                SampleSource(device, request.request_id, request.captured_at_ms)
+                if request.share_for_training
+                else None,
+            )
         except Overloaded as exc:
             self._refuse(reply, Status.RESOURCE_EXHAUSTED, str(exc))
 

@@ -23,6 +23,7 @@ from kubeedge_twin.link import TwinLink
 
 if TYPE_CHECKING:
     from edge_runtime.offload.joint import Offloader
+    from edge_runtime.offload.samples import SampleSpool
     from edge_runtime.offload.twin import OffloadTwin
     from edge_runtime.web.server import HttpListener
     from kubeedge_twin.dmi.mapper import DmiMapper
@@ -67,7 +68,17 @@ class Runtime:
         self.metrics = Metrics()
         self.state = RuntimeState.CREATED
         self._stop = asyncio.Event()
-        offloader = _offloader(settings, self.metrics, model) if settings.offload.url else None
+        self._samples: SampleSpool | None = None
+        if settings.samples.url:
+            from edge_runtime.offload.samples import SampleSpool
+
+            token = read_secret("samples.token_file", settings.samples.token_file)
+            self._samples = SampleSpool(settings.samples, self.metrics, token=token)
+        offloader = (
+            _offloader(settings, self.metrics, model, self._samples)
+            if settings.offload.url
+            else None
+        )
         self.service = InferenceService(
             settings.batch,
             model=model,
@@ -215,6 +226,10 @@ class Runtime:
                     batcher = tg.create_task(self.service.serve(), name=f"runtime[{name}].batcher")
                     ingest = tg.create_task(self._mqtt.ingest(), name=f"runtime[{name}].ingest")
                     twin_tasks = self._twin_tasks(tg)
+                    if self._samples is not None:
+                        uploads = tg.create_task(
+                            self._samples.run(), name=f"runtime[{name}].samples"
+                        )
                     if self._dmi is not None:
                         dmi = tg.create_task(self._dmi.run(), name=f"runtime[{name}].dmi")
                         self._report_twin()  # sent once registered, again on re-register
@@ -231,6 +246,8 @@ class Runtime:
                     batcher.cancel()
                     for task in twin_tasks:
                         task.cancel()
+                    if self._samples is not None:
+                        uploads.cancel()  # what waits stays on disk for the next start
                     if self._dmi is not None:
                         dmi.cancel()
         finally:
@@ -291,7 +308,9 @@ class Runtime:
             )
 
 
-def _offloader(settings: Settings, metrics: Metrics, model: Model) -> Offloader:
+def _offloader(
+    settings: Settings, metrics: Metrics, model: Model, samples: SampleSpool | None
+) -> Offloader:
     """Joint inference with the cloud's model (aiohttp only here: only when offloading)."""
     from edge_runtime.offload.cloud import CloudModel
     from edge_runtime.offload.joint import Offloader
@@ -299,7 +318,7 @@ def _offloader(settings: Settings, metrics: Metrics, model: Model) -> Offloader:
     offload = settings.offload
     token = read_secret("offload.token_file", offload.token_file)
     cloud = CloudModel(offload.url, offload.model or model.ref.name, token=token)
-    return Offloader(offload, metrics, cloud, model=model)
+    return Offloader(offload, metrics, cloud, model=model, samples=samples)
 
 
 def _twin_link(settings: Settings, publish: Publish) -> tuple[TwinLink, DmiMapper | None]:

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from edge_runtime.backends.base import Model
 from edge_runtime.batching import BatchOutcome, BatchStats, Job, MicroBatcher
-from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Status
+from edge_runtime.messages import FacePixels, FaceResult, ModelRef, SampleSource, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.settings import BatchSettings
 
@@ -122,10 +122,16 @@ class InferenceService:
             observer(model)
         return previous
 
-    def submit(self, faces: tuple[FacePixels, ...], deliver: Deliver) -> None:
+    def submit(
+        self,
+        faces: tuple[FacePixels, ...],
+        deliver: Deliver,
+        shared: SampleSource | None = None,
+    ) -> None:
         """Queue ``faces``; ``deliver`` is called on the event loop with their outcome.
 
         The callback form costs no future and no extra loop turn: the MQTT door's hot path.
+        ``shared``: the request's device consented to its hard faces being kept for training.
 
         Raises:
             Overloaded: the queue is full; nothing was queued.
@@ -137,7 +143,7 @@ class InferenceService:
 
         def done(batch: BatchOutcome) -> None:
             labels = (batch.model or self._model).labels
-            offload.consider(faces, self._outcome(batch), deliver, labels)
+            offload.consider(faces, self._outcome(batch), deliver, labels, shared)
 
         self._batcher.submit(Job(faces, done))
 

@@ -360,6 +360,29 @@ class OffloadSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleSettings:
+    """Hard examples as training data: the hard faces of consenting devices, store and forward."""
+
+    url: str = setting(
+        "",
+        "Base URL of the trainer's sample intake (cloud-trainer serve --samples; "
+        "http://host:8000); empty: nothing is kept, whatever devices consent to. Needs "
+        "offload.url: the hard faces are joint inference's.",
+    )
+    token_file: str = setting(
+        "", "A file holding the bearer token the intake asks for (its --intake-token-file)."
+    )
+    dir: str = setting(
+        ".state/samples", "Where hard examples wait for their upload (they survive restarts)."
+    )
+    quota_mb: float = setting(
+        64.0,
+        "Most disk the waiting examples take; a new one beyond it is dropped (counted in "
+        'edge_samples_total{result="dropped_quota"}).',
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the runtime is configured with."""
 
@@ -378,6 +401,7 @@ class Settings:
     twin: TwinSettings = field(default_factory=TwinSettings)
     dmi: DmiSettings = field(default_factory=DmiSettings)
     offload: OffloadSettings = field(default_factory=OffloadSettings)
+    samples: SampleSettings = field(default_factory=SampleSettings)
 
     @property
     def client_id(self) -> str:
@@ -595,6 +619,7 @@ def _valid_response_filter(template: str) -> bool:
 
 def _validate(s: Settings) -> None:
     _validate_offload(s.offload)
+    _validate_samples(s.samples, s.offload)
     _require(
         bool(_SEGMENT.match(s.runtime_id)),
         "runtime_id",
@@ -742,6 +767,24 @@ def _validate_offload(o: OffloadSettings) -> None:
     _require(o.breaker_failures > 0, "offload.breaker_failures", o.breaker_failures, "must be > 0")
     _require(o.breaker_open_s > 0, "offload.breaker_open_s", o.breaker_open_s, "must be > 0")
     _require(o.max_faces_per_s >= 0, "offload.max_faces_per_s", o.max_faces_per_s, "must be >= 0")
+
+
+def _validate_samples(samples: SampleSettings, offload: OffloadSettings) -> None:
+    url = urlsplit(samples.url)
+    _require(
+        not samples.url or (url.scheme in {"http", "https"} and bool(url.netloc)),
+        "samples.url",
+        samples.url,
+        "expected http://host:port or https://host:port (or empty: keep nothing)",
+    )
+    _require(
+        not samples.url or bool(offload.url),
+        "samples.url",
+        samples.url,
+        "needs offload.url (the hard faces are joint inference's)",
+    )
+    _require(bool(samples.dir), "samples.dir", samples.dir, "must not be empty")
+    _require(samples.quota_mb > 0, "samples.quota_mb", samples.quota_mb, "must be > 0")
 
 
 def read_secret(key: str, path: str) -> str:

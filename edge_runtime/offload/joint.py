@@ -14,20 +14,22 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.backends.base import Model
-from edge_runtime.messages import FacePixels, FaceResult, ModelRef, Source, Status
+from edge_runtime.messages import FacePixels, FaceResult, ModelRef, SampleSource, Source, Status
 from edge_runtime.metrics import Metrics
 from edge_runtime.offload.cloud import CloudModel
 from edge_runtime.offload.guards import CircuitBreaker, TokenBucket
+from edge_runtime.offload.samples import SampleSink
 from edge_runtime.service import Deliver, Outcome
 from edge_runtime.settings import OffloadMode, OffloadSettings
 from edgeinfer.hardness import Policy, Rule, score, threshold_at
+from edgeinfer.v1 import inference_pb2, samples_pb2
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class _Waiting:
     hard: list[int]
     labels: tuple[str, ...]
     refine: bool  # the edge's answer went already: deliver only the cloud's
+    shared: SampleSource | None  # consented: its hard faces are kept as training data
 
 
 def _uint8(face: FacePixels) -> npt.NDArray[np.uint8]:
@@ -64,6 +67,7 @@ class Offloader:
         metrics: Where hard faces and offload results are counted.
         cloud: The cloud's model.
         model: The edge's model served first (to fit ``offload.target_rate`` to).
+        samples: Where the hard faces of consenting requests go (None: nowhere).
         rng: Draws for the ``random`` policy.
     """
 
@@ -74,12 +78,14 @@ class Offloader:
         cloud: CloudModel,
         *,
         model: Model | None = None,
+        samples: SampleSink | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._cloud = cloud
+        self._samples = samples
         self._rng = rng or random.Random()  # noqa: S311 - a sampling policy, not a secret
         self._asked = _settings_rule(settings)  # the rule asked for (settings, or the twin)
         self._policy = self._asked.policy
@@ -161,11 +167,15 @@ class Offloader:
         outcome: Outcome,
         deliver: Deliver,
         labels: tuple[str, ...],
+        shared: SampleSource | None = None,
     ) -> None:
         """Deliver ``outcome`` now, or once the cloud answered its hard faces (within budget).
 
         ``labels`` are the edge model's, in output order: the cloud's must be the same.
+        ``shared``: the device consented; its hard faces are kept (with the cloud's answer).
         """
+        if self._samples is None:
+            shared = None
         if outcome.status is not Status.OK:
             deliver(outcome)
             return
@@ -190,11 +200,15 @@ class Offloader:
         if refused:
             self._metrics.offloads.labels(refused).inc(len(hard))
             deliver(_edge(outcome, hard, refused))
+            if shared is not None:
+                self._keep(
+                    _Waiting(faces, outcome, deliver, hard, labels, False, shared), (), refused
+                )
             return
         refine = self._settings.mode == OffloadMode.REFINE
         if refine:
             deliver(_edge(outcome, hard, ""))
-        self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels, refine))
+        self._waiting.append(_Waiting(faces, outcome, deliver, hard, labels, refine, shared))
         self._idle.clear()
         if not self._flush_soon:  # the other requests of this batch join in this loop turn
             self._flush_soon = True
@@ -241,13 +255,53 @@ class Offloader:
             elif not stopped:
                 self.breaker.failure()
             self._metrics.offloads.labels(fallback or "cloud").inc(len(faces))
-            rows = iter(answers)
+            start = 0
             for entry in waiting:
+                rows = answers[start : start + len(entry.hard)] if not fallback else []
+                start += len(entry.hard)
                 if not fallback:
                     joined = _joined(entry, rows, model)
                     entry.deliver(replace(joined, refinement=True) if entry.refine else joined)
                 elif not entry.refine:  # (refined: the edge's answer stands, already sent)
                     entry.deliver(_edge(entry.outcome, entry.hard, fallback))
+                if entry.shared is not None:
+                    self._keep(entry, rows, fallback, model)
+
+    def _keep(
+        self,
+        entry: _Waiting,
+        rows: Sequence[tuple[float, ...]],
+        fallback: str,
+        cloud_model: ModelRef | None = None,
+    ) -> None:
+        """Each hard face of a consenting request, with both answers, to the sample sink."""
+        if self._samples is None or entry.shared is None:
+            return
+        shared, rule = entry.shared, str(self.rule)
+        edge_model = inference_pb2.ModelRef(
+            name=entry.outcome.model.name, version=entry.outcome.model.version
+        )
+        for position, i in enumerate(entry.hard):
+            pixels = _uint8(entry.faces[i])
+            example = samples_pb2.HardExample(
+                device_id=shared.device_id,
+                request_id=shared.request_id,
+                face_index=i,
+                captured_at_ms=shared.captured_at_ms,
+                pixels=inference_pb2.Tensor(
+                    shape=_shape(pixels), dtype=inference_pb2.DATA_TYPE_UINT8, data=pixels.tobytes()
+                ),
+                labels=entry.labels,
+                edge_model=edge_model,
+                edge_probabilities=entry.outcome.results[i].probabilities,
+                fallback=fallback,
+                rule=rule,
+            )
+            if position < len(rows) and cloud_model is not None:
+                example.cloud_model.name = cloud_model.name
+                example.cloud_model.version = cloud_model.version
+                example.cloud_probabilities.extend(rows[position])
+            self._samples.keep(example)
 
     async def idle(self) -> None:
         """Wait until every request with the cloud has been answered."""
@@ -290,12 +344,15 @@ def _edge(outcome: Outcome, hard: list[int], fallback: str) -> Outcome:
     )
 
 
-def _joined(entry: _Waiting, rows: Iterator[tuple[float, ...]], model: ModelRef) -> Outcome:
+def _shape(pixels: npt.NDArray[np.uint8]) -> list[int]:
+    return list(pixels.shape) if pixels.ndim == 3 else [*pixels.shape, 1]
+
+
+def _joined(entry: _Waiting, rows: Sequence[tuple[float, ...]], model: ModelRef) -> Outcome:
     """The edge's outcome with each hard face's answer replaced by the cloud's row."""
     edge = _edge(entry.outcome, entry.hard, "")
     results = list(edge.results)
-    for i in entry.hard:  # ascending, as the rows were asked for
-        row = next(rows)
+    for i, row in zip(entry.hard, rows, strict=True):  # ascending, as the rows were asked for
         best = max(range(len(row)), key=row.__getitem__)
         results[i] = FaceResult(
             entry.labels[best], best, row[best], row, Source.CLOUD, "", True, model

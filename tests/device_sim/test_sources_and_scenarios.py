@@ -76,6 +76,7 @@ def test_scenario_file_expands_groups_with_ramp_up_and_faults(tmp_path):
                         "in_flight": 8,
                         "username": "{name}",
                         "password": "pw",
+                        "share_for_training": True,
                     },
                 ],
             }
@@ -89,6 +90,7 @@ def test_scenario_file_expands_groups_with_ramp_up_and_faults(tmp_path):
     assert cameras[1].disconnect_every_s == 10
     assert cameras[4].mode is Mode.CLOSED
     assert cameras[4].in_flight == 8
+    assert [c.share_for_training for c in cameras] == [False] * 4 + [True]  # consent per group
     assert (cameras[4].credentials.username, cameras[4].credentials.password) == ("door-00", "pw")
     assert {c.broker for c in cameras} == {"mqtt://10.0.0.1:1883"}
     assert len({c.seed for c in cameras}) == 5

@@ -31,6 +31,12 @@ def test_request_round_trip(wire):
     assert (decoded.request_id, decoded.device_id, decoded.captured_at_ms) == ("id", "cam", 42)
     np.testing.assert_array_equal(decoded.faces[0].pixels, gray)
     np.testing.assert_array_equal(decoded.faces[1].pixels, rgb)
+    assert not decoded.share_for_training  # no consent unless the device gives it
+    consenting = Request("id", "cam", 42, (FacePixels(gray),), share_for_training=True)
+    decoded = decode_request(
+        encode_request(consenting, wire), wire, topic_device="cam", max_faces=8, max_face_side=512
+    )
+    assert decoded.share_for_training
 
 
 @pytest.mark.parametrize("wire", list(WireFormat))

@@ -24,39 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64geinfer/v1/inference.proto\x12\x0c\x65\x64geinfer.v1\"L\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\r\x12%\n\x05\x64type\x18\x02 \x01(\x0e\x32\x16.edgeinfer.v1.DataType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"T\n\x04\x46\x61\x63\x65\x12$\n\x06pixels\x18\x01 \x01(\x0b\x32\x14.edgeinfer.v1.Tensor\x12&\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x19.edgeinfer.v1.BoundingBox\"t\n\x10InferenceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x03 \x01(\x03\x12!\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x12.edgeinfer.v1.Face\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc8\x01\n\nFaceResult\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_index\x18\x02 \x01(\r\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12$\n\x06source\x18\x05 \x01(\x0e\x32\x14.edgeinfer.v1.Source\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\x12\x0c\n\x04hard\x18\x07 \x01(\x08\x12%\n\x05model\x18\x08 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\"W\n\x07Timings\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x14\n\x0cinference_us\x18\x02 \x01(\x04\x12\x10\n\x08total_us\x18\x03 \x01(\x04\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\x81\x02\n\x11InferenceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.edgeinfer.v1.Status\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\x12)\n\x07results\x18\x06 \x03(\x0b\x32\x18.edgeinfer.v1.FaceResult\x12&\n\x07timings\x18\x07 \x01(\x0b\x32\x15.edgeinfer.v1.Timings\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x08 \x01(\x03\"\x97\x01\n\tInputSpec\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12%\n\x05\x64type\x18\x04 \x01(\x0e\x32\x16.edgeinfer.v1.DataType\x12\x32\n\rnormalization\x18\x05 \x01(\x0e\x32\x1b.edgeinfer.v1.Normalization\"\x82\x02\n\x0bServiceInfo\x12\x12\n\nruntime_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.edgeinfer.v1.InputSpec\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x11\n\tmax_batch\x18\x05 \x01(\r\x12\x1d\n\x15max_faces_per_request\x18\x06 \x01(\r\x12\x19\n\x11max_payload_bytes\x18\x07 \x01(\r\x12\x15\n\rmax_face_side\x18\x08 \x01(\r\x12\x1c\n\x14request_topic_filter\x18\t \x01(\t*Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02*\xb6\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x1b\n\x17STATUS_INVALID_ARGUMENT\x10\x02\x12\x1d\n\x19STATUS_RESOURCE_EXHAUSTED\x10\x03\x12\x16\n\x12STATUS_UNAVAILABLE\x10\x04\x12\x1c\n\x18STATUS_DEADLINE_EXCEEDED\x10\x05\x12\x13\n\x0fSTATUS_INTERNAL\x10\x06*C\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSOURCE_EDGE\x10\x01\x12\x10\n\x0cSOURCE_CLOUD\x10\x02*{\n\rNormalization\x12\x1d\n\x19NORMALIZATION_UNSPECIFIED\x10\x00\x12\x16\n\x12NORMALIZATION_UNIT\x10\x01\x12\x1b\n\x17NORMALIZATION_SYMMETRIC\x10\x02\x12\x16\n\x12NORMALIZATION_NONE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64geinfer/v1/inference.proto\x12\x0c\x65\x64geinfer.v1\"L\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\r\x12%\n\x05\x64type\x18\x02 \x01(\x0e\x32\x16.edgeinfer.v1.DataType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"B\n\x0b\x42oundingBox\x12\t\n\x01x\x18\x01 \x01(\r\x12\t\n\x01y\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"T\n\x04\x46\x61\x63\x65\x12$\n\x06pixels\x18\x01 \x01(\x0b\x32\x14.edgeinfer.v1.Tensor\x12&\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x19.edgeinfer.v1.BoundingBox\"\x90\x01\n\x10InferenceRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x03 \x01(\x03\x12!\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x12.edgeinfer.v1.Face\x12\x1a\n\x12share_for_training\x18\x05 \x01(\x08\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xc8\x01\n\nFaceResult\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_index\x18\x02 \x01(\r\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12$\n\x06source\x18\x05 \x01(\x0e\x32\x14.edgeinfer.v1.Source\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\t\x12\x0c\n\x04hard\x18\x07 \x01(\x08\x12%\n\x05model\x18\x08 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\"W\n\x07Timings\x12\x10\n\x08queue_us\x18\x01 \x01(\x04\x12\x14\n\x0cinference_us\x18\x02 \x01(\x04\x12\x10\n\x08total_us\x18\x03 \x01(\x04\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\x81\x02\n\x11InferenceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.edgeinfer.v1.Status\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\x12)\n\x07results\x18\x06 \x03(\x0b\x32\x18.edgeinfer.v1.FaceResult\x12&\n\x07timings\x18\x07 \x01(\x0b\x32\x15.edgeinfer.v1.Timings\x12\x16\n\x0e\x63\x61ptured_at_ms\x18\x08 \x01(\x03\"\x97\x01\n\tInputSpec\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12%\n\x05\x64type\x18\x04 \x01(\x0e\x32\x16.edgeinfer.v1.DataType\x12\x32\n\rnormalization\x18\x05 \x01(\x0e\x32\x1b.edgeinfer.v1.Normalization\"\x82\x02\n\x0bServiceInfo\x12\x12\n\nruntime_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.edgeinfer.v1.ModelRef\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.edgeinfer.v1.InputSpec\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x11\n\tmax_batch\x18\x05 \x01(\r\x12\x1d\n\x15max_faces_per_request\x18\x06 \x01(\r\x12\x19\n\x11max_payload_bytes\x18\x07 \x01(\r\x12\x15\n\rmax_face_side\x18\x08 \x01(\r\x12\x1c\n\x14request_topic_filter\x18\t \x01(\t*Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02*\xb6\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n\tSTATUS_OK\x10\x01\x12\x1b\n\x17STATUS_INVALID_ARGUMENT\x10\x02\x12\x1d\n\x19STATUS_RESOURCE_EXHAUSTED\x10\x03\x12\x16\n\x12STATUS_UNAVAILABLE\x10\x04\x12\x1c\n\x18STATUS_DEADLINE_EXCEEDED\x10\x05\x12\x13\n\x0fSTATUS_INTERNAL\x10\x06*C\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSOURCE_EDGE\x10\x01\x12\x10\n\x0cSOURCE_CLOUD\x10\x02*{\n\rNormalization\x12\x1d\n\x19NORMALIZATION_UNSPECIFIED\x10\x00\x12\x16\n\x12NORMALIZATION_UNIT\x10\x01\x12\x1b\n\x17NORMALIZATION_SYMMETRIC\x10\x02\x12\x16\n\x12NORMALIZATION_NONE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeinfer.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATATYPE']._serialized_start=1406
-  _globals['_DATATYPE']._serialized_end=1487
-  _globals['_STATUS']._serialized_start=1490
-  _globals['_STATUS']._serialized_end=1672
-  _globals['_SOURCE']._serialized_start=1674
-  _globals['_SOURCE']._serialized_end=1741
-  _globals['_NORMALIZATION']._serialized_start=1743
-  _globals['_NORMALIZATION']._serialized_end=1866
+  _globals['_DATATYPE']._serialized_start=1435
+  _globals['_DATATYPE']._serialized_end=1516
+  _globals['_STATUS']._serialized_start=1519
+  _globals['_STATUS']._serialized_end=1701
+  _globals['_SOURCE']._serialized_start=1703
+  _globals['_SOURCE']._serialized_end=1770
+  _globals['_NORMALIZATION']._serialized_start=1772
+  _globals['_NORMALIZATION']._serialized_end=1895
   _globals['_TENSOR']._serialized_start=46
   _globals['_TENSOR']._serialized_end=122
   _globals['_BOUNDINGBOX']._serialized_start=124
   _globals['_BOUNDINGBOX']._serialized_end=190
   _globals['_FACE']._serialized_start=192
   _globals['_FACE']._serialized_end=276
-  _globals['_INFERENCEREQUEST']._serialized_start=278
-  _globals['_INFERENCEREQUEST']._serialized_end=394
-  _globals['_MODELREF']._serialized_start=396
-  _globals['_MODELREF']._serialized_end=437
-  _globals['_FACERESULT']._serialized_start=440
-  _globals['_FACERESULT']._serialized_end=640
-  _globals['_TIMINGS']._serialized_start=642
-  _globals['_TIMINGS']._serialized_end=729
-  _globals['_INFERENCERESPONSE']._serialized_start=732
-  _globals['_INFERENCERESPONSE']._serialized_end=989
-  _globals['_INPUTSPEC']._serialized_start=992
-  _globals['_INPUTSPEC']._serialized_end=1143
-  _globals['_SERVICEINFO']._serialized_start=1146
-  _globals['_SERVICEINFO']._serialized_end=1404
+  _globals['_INFERENCEREQUEST']._serialized_start=279
+  _globals['_INFERENCEREQUEST']._serialized_end=423
+  _globals['_MODELREF']._serialized_start=425
+  _globals['_MODELREF']._serialized_end=466
+  _globals['_FACERESULT']._serialized_start=469
+  _globals['_FACERESULT']._serialized_end=669
+  _globals['_TIMINGS']._serialized_start=671
+  _globals['_TIMINGS']._serialized_end=758
+  _globals['_INFERENCERESPONSE']._serialized_start=761
+  _globals['_INFERENCERESPONSE']._serialized_end=1018
+  _globals['_INPUTSPEC']._serialized_start=1021
+  _globals['_INPUTSPEC']._serialized_end=1172
+  _globals['_SERVICEINFO']._serialized_start=1175
+  _globals['_SERVICEINFO']._serialized_end=1433
 # @@protoc_insertion_point(module_scope)

@@ -84,16 +84,18 @@ class Face(_message.Message):
     def __init__(self, pixels: _Optional[_Union[Tensor, _Mapping]] = ..., box: _Optional[_Union[BoundingBox, _Mapping]] = ...) -> None: ...
 
 class InferenceRequest(_message.Message):
-    __slots__ = ("request_id", "device_id", "captured_at_ms", "faces")
+    __slots__ = ("request_id", "device_id", "captured_at_ms", "faces", "share_for_training")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FOR_TRAINING_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     device_id: str
     captured_at_ms: int
     faces: _containers.RepeatedCompositeFieldContainer[Face]
-    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., captured_at_ms: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ...) -> None: ...
+    share_for_training: bool
+    def __init__(self, request_id: _Optional[str] = ..., device_id: _Optional[str] = ..., captured_at_ms: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., share_for_training: _Optional[bool] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("name", "version")
