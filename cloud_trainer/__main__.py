@@ -31,6 +31,7 @@ examples:
   cloud-trainer serve --port 8000 --samples samples --intake-token-file intake.token
   cloud-trainer samples list --samples samples
   cloud-trainer samples export --samples samples --out hard-faces --min-confidence 0.9
+  cloud-trainer retrain --serving 1.0.0 --version 1.1.0 --samples samples
   cloud-trainer push 1.1.0 --to emotion-runtime-node-a emotion-runtime-node-b --canary 1 \\
       --store-url http://models.example:8000 --backend kubernetes --api-version v1beta1
 """
@@ -212,6 +213,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     samples.add_argument("--limit", type=int, default=100, help="sheet: at most this many")
 
+    retrain = commands.add_parser(
+        "retrain",
+        help="fine-tune the serving version on the edge's hard examples; register if better",
+        description="One step of the incremental-learning loop. The hard examples `serve "
+        "--samples` took are labelled by --corrections (a CSV of sha256,label) or else by the "
+        "cloud model's answer when it was at least --min-confidence sure; the serving version "
+        "is fine-tuned on them and registered as --version only if it beats the serving "
+        "version on the test split of --held-out (which the loop never trains on; its val "
+        "split stops training early and calibrates the new version's offload scores). Exit "
+        "0: registered; 3: not better, nothing registered; 1: cannot start.",
+    )
+    retrain.add_argument("--serving", required=True, help="the version the edge serves now")
+    retrain.add_argument("--version", required=True, help="the version to register if better")
+    retrain.add_argument("--samples", type=Path, required=True, help="the intake's directory")
+    retrain.add_argument(
+        "--held-out",
+        default="synthetic:2800",
+        help="the data set whose test split judges (default synthetic:2800, the cameras' "
+        "rendered faces with --seed)",
+    )
+    retrain.add_argument("--seed", type=int, default=99, help="seed of --held-out (default 99)")
+    retrain.add_argument(
+        "--min-confidence", type=float, default=0.9, help="cloud labels taken from (default 0.9)"
+    )
+    retrain.add_argument("--corrections", type=Path, help="CSV of sha256,label rows")
+    retrain.add_argument(
+        "--min-examples", type=int, default=20, help="fewest labelled examples (default 20)"
+    )
+    retrain.add_argument(
+        "--min-gain",
+        type=float,
+        default=0.0,
+        help="accuracy points (0-1) the candidate must gain over the serving version",
+    )
+    retrain.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
+    retrain.add_argument(
+        "--learning-rate", type=float, default=5e-4, help="Adam learning rate (default 5e-4)"
+    )
+    retrain.add_argument("--run-dir", type=Path, help="where the run's files go")
+    _add_export_arguments(retrain)
+
     push = commands.add_parser(
         "push",
         help="set runtime devices' desired model twins (Kubernetes or the local stand-in)",
@@ -253,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.01,
         help="non-OK answers allowed per answer during the soak (default 0.01)",
+    )
+    push.add_argument(
+        "--max-offload-rate-rise",
+        type=float,
+        help="roll the canaries back when their reported offload_rate after the soak exceeds "
+        "the one before the push by more than this (0-1; the soak must outlast two of the "
+        "runtimes' offload.report_interval_s; default: not judged)",
     )
     push.add_argument("--dry-run", action="store_true", help="print the values/patches only")
     push.add_argument(
@@ -484,6 +533,53 @@ def _samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from cloud_trainer import data
+    from cloud_trainer.export import ExportRefused, markdown_table
+    from cloud_trainer.retrain import RetrainError, RetrainPlan, retrain
+    from cloud_trainer.samples import read_corrections
+    from cloud_trainer.training import TrainConfig
+
+    plan = RetrainPlan(
+        registry=args.registry,
+        name=args.name,
+        serving=args.serving,
+        version=args.version,
+        samples=args.samples,
+        held_out=data.load(args.held_out, seed=args.seed),
+        min_confidence=args.min_confidence,
+        corrections=read_corrections(args.corrections) if args.corrections else None,
+        min_examples=args.min_examples,
+        min_gain=args.min_gain,
+        variants=tuple(args.variants),
+        max_drop=args.max_drop / 100.0,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        patience=args.epochs,
+        seed=args.seed,
+        verbose=2 if not sys.stdout.isatty() else 1,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = args.run_dir or Path("runs") / f"{args.name}-retrain-{stamp}"
+    try:
+        result = retrain(plan, config, run_dir)
+    except (RetrainError, ExportRefused) as exc:
+        print(f"retrain: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"held-out accuracy: {args.serving} {result.serving_accuracy:.3f}, "
+        f"candidate {result.candidate_accuracy:.3f} ({result.examples} hard examples)"
+    )
+    if not result.registered or result.export is None:
+        print(f"not better than {args.serving}: nothing registered")
+        return 3
+    print(markdown_table(result.export))
+    print(result.export.manifest)
+    return 0
+
+
 def _push(args: argparse.Namespace) -> int:
     from cloud_trainer.push import (
         CanaryPolicy,
@@ -497,6 +593,13 @@ def _push(args: argparse.Namespace) -> int:
         rollout,
     )
 
+    if args.max_offload_rate_rise is not None and (args.canary <= 0 or args.canary_soak <= 0):
+        print(
+            "push: --max-offload-rate-rise judges canaries after their soak: give --canary N "
+            "and a --canary-soak longer than two offload_rate reports",
+            file=sys.stderr,
+        )
+        return 2
     values = desired_twins(args.registry, args.name, args.version, args.store_url)
     backend: TwinBackend
     if args.backend == "kubernetes":
@@ -526,6 +629,7 @@ def _push(args: argparse.Namespace) -> int:
         metrics_url=args.metrics_url,
         soak_s=args.canary_soak,
         max_error_ratio=args.max_error_ratio,
+        max_offload_rate_rise=args.max_offload_rate_rise,
     )
     try:
         rollout(backend, args.to, values, policy)
@@ -545,6 +649,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sign": _sign,
     "serve": _serve,
     "samples": _samples,
+    "retrain": _retrain,
     "push": _push,
 }
 

@@ -81,7 +81,8 @@ class DataSet:
         return self.splits.get("test") or self.split("val")
 
 
-def _fingerprint(name: str, splits: dict[str, Split]) -> str:
+def fingerprint(name: str, splits: dict[str, Split]) -> str:
+    """A sha256 naming a data set's content (its name, and every split's images and labels)."""
     digest = hashlib.sha256(name.encode())
     for split_name in sorted(splits):
         digest.update(split_name.encode())
@@ -149,7 +150,7 @@ def load_fer2013_csv(path: Path, *, side: int = 64, limit: int | None = None) ->
         raise DataError(f"{path}: no rows")
     splits = {name: _stack(images[name], labels[name]) for name in labels}
     _carve_val(splits, 0.1, 0)
-    return DataSet(f"fer2013-csv:{path.name}", splits, FER_LABELS, _fingerprint(path.name, splits))
+    return DataSet(f"fer2013-csv:{path.name}", splits, FER_LABELS, fingerprint(path.name, splits))
 
 
 def _label_index(folder: str) -> int | None:
@@ -191,7 +192,7 @@ def load_image_folder(root: Path, *, side: int = 64) -> DataSet:
     if not splits:
         raise DataError(f"{root}: no images under <split>/<label>/")
     _carve_val(splits, 0.1, 0)
-    return DataSet(f"folder:{root.name}", splits, FER_LABELS, _fingerprint(root.name, splits))
+    return DataSet(f"folder:{root.name}", splits, FER_LABELS, fingerprint(root.name, splits))
 
 
 def synthetic(count: int, *, seed: int = 7, side: int = 64) -> DataSet:
@@ -205,7 +206,7 @@ def synthetic(count: int, *, seed: int = 7, side: int = 64) -> DataSet:
         "test": Split(*FaceRenderer(seed + 20_000).dataset(held_out, side=side)),
     }
     name = f"synthetic:{count}:{seed}"
-    return DataSet(name, splits, FER_LABELS, _fingerprint(name, splits))
+    return DataSet(name, splits, FER_LABELS, fingerprint(name, splits))
 
 
 def load(spec: str, *, side: int = 64, seed: int = 7) -> DataSet:
@@ -240,6 +241,7 @@ __all__ = [
     "DataError",
     "DataSet",
     "Split",
+    "fingerprint",
     "load",
     "load_fer2013_csv",
     "load_image_folder",

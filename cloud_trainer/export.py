@@ -107,8 +107,12 @@ def export_and_register(
     parent_version: str = "",
     description: str = "",
     extra_metrics: dict[str, float] | None = None,
+    calibration_set: str = "",
 ) -> ExportResult:
     """Convert, evaluate and gate ``variants``; register the accepted ones as ``version``.
+
+    Each accepted file's offload scores are measured on ``dataset``'s val split (named
+    ``calibration_set`` in the manifest; default: the data set's name).
 
     Raises:
         ExportRefused: if no variant passed the gate.
@@ -116,7 +120,9 @@ def export_and_register(
     """
     held_out = dataset.held_out()
     calibration = dataset.splits.get("val", held_out)
-    calibration_set = f"{dataset.name} ({'val' if 'val' in dataset.splits else 'held out'})"
+    calibration_set = calibration_set or (
+        f"{dataset.name} ({'val' if 'val' in dataset.splits else 'held out'})"
+    )
     labels = dataset.labels
     scores: dict[str, dict[str, tuple[float, ...]]] = {}  # by variant
     reference = evaluate_predictions(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,10 +31,14 @@ class KerasPredictor:
 
     def predict(self, images: Images) -> Probabilities:
         """Class probabilities of ``images``."""
-        outputs = [
-            np.asarray(self._model(normalise(images[i : i + self._batch_size]), training=False))
-            for i in range(0, len(images), self._batch_size)
-        ]
+        with warnings.catch_warnings():
+            # Models read from Keras 2 .h5 files (fer's, so 1.0.0's) expect their one input
+            # in a list; Keras 3 warns and then takes the bare tensor all the same.
+            warnings.filterwarnings("ignore", message=".*structure of `inputs` doesn't match")
+            outputs = [
+                np.asarray(self._model(normalise(images[i : i + self._batch_size]), training=False))
+                for i in range(0, len(images), self._batch_size)
+            ]
         return np.concatenate(outputs).astype(np.float32)
 
 

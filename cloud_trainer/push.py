@@ -4,8 +4,8 @@ Two backends set and read twins: **Kubernetes** (patch the Device CR: ``status.t
 ``devices.kubeedge.io/v1alpha2``, ``spec.properties[]`` for ``v1beta1``, SPEC §3) and
 **local** (the edgecore stand-in over MQTT). A rollout can go to ``canary`` devices first:
 only when they report ``serving`` the new version (their runtimes ready, their error rate
-over a soak period within bounds) does it continue; otherwise the canaries get their
-previous desired values back.
+over a soak period within bounds, and, if asked, their reported ``offload_rate`` not risen)
+does it continue; otherwise the canaries get their previous desired values back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from edgeinfer.twins import (
     MODEL_STATUS,
     MODEL_URI,
     MODEL_VERSION,
+    OFFLOAD_RATE,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -273,6 +274,9 @@ class CanaryPolicy:
     metrics_url: str = ""  # e.g. http://{device}:9100/metrics; "" skips the error-rate check
     soak_s: float = 0.0  # how long canaries serve before their error rate is judged
     max_error_ratio: float = 0.01  # non-OK answers / answers during the soak
+    # Roll back when a canary's reported offload_rate after the soak is above the one before
+    # the push by more than this (None: not judged). The edge model got less sure of itself.
+    max_offload_rate_rise: float | None = None
 
 
 def request_counts(metrics_text: str) -> tuple[float, float]:
@@ -313,6 +317,32 @@ def _soak(devices: Sequence[str], policy: CanaryPolicy) -> str:
             return (
                 f"{device} answered {failed:.0f} of {answered:.0f} requests with an error "
                 f"during the {policy.soak_s:.0f} s soak (limit {policy.max_error_ratio:.1%})"
+            )
+    return ""
+
+
+def _rate(reported: Mapping[str, str]) -> float | None:
+    try:
+        return float(reported.get(OFFLOAD_RATE, ""))
+    except ValueError:
+        return None
+
+
+def _offload_judged(
+    backend: TwinBackend, before: Mapping[str, float | None], policy: CanaryPolicy
+) -> str:
+    """Why a canary's offload rate rose by more than the policy allows ("" if none did)."""
+    rise = policy.max_offload_rate_rise
+    if rise is None:
+        return ""
+    for device, old in before.items():
+        new = _rate(backend.reported(device))
+        if new is None:
+            return f"{device} reported no offload_rate after the soak"
+        if old is not None and new > old + rise:
+            return (
+                f"{device} found {new:.1%} of faces hard after the push, {old:.1%} before "
+                f"(allowed rise {rise:.1%})"
             )
     return ""
 
@@ -375,12 +405,16 @@ def rollout(
         for device in canaries:
             desired = backend.desired(device)  # one twin read per device, not per value
             previous[device] = {name: desired.get(name, "") for name in values}
-        before = {device: backend.reported(device).get(MODEL_STATUS, "") for device in canaries}
+        reported = {device: backend.reported(device) for device in canaries}
+        before = {device: reported[device].get(MODEL_STATUS, "") for device in canaries}
+        rates = {device: _rate(reported[device]) for device in canaries}
         for device in canaries:
             log(f"canary {device}: {describe(values)}")
             backend.set_desired(device, values)
-        problem = _wait_serving(backend, before, values[MODEL_VERSION], policy) or _soak(
-            canaries, policy
+        problem = (
+            _wait_serving(backend, before, values[MODEL_VERSION], policy)
+            or _soak(canaries, policy)
+            or _offload_judged(backend, rates, policy)
         )
         if problem:
             for device, old in previous.items():
