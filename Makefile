@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test test-fast soak lint proto docs bench bench-peers images clean
+.PHONY: setup models demo test test-fast soak lint proto docs bench bench-offload bench-peers images clean
 
 setup:
 	scripts/bootstrap
@@ -33,6 +33,10 @@ docs: setup
 
 bench: setup
 	.venv/bin/python -m bench
+
+# Joint inference: accuracy against offload rate per policy, the edge's p99 per cloud state.
+bench-offload: setup
+	.venv/bin/python -m bench.offload
 
 # MLServer and PyTriton in their own environments (.state/peers) for make bench's comparison.
 bench-peers: setup

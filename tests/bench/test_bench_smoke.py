@@ -81,3 +81,22 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     skipped = {s["target"] for s in result["peers_skipped"]}
     assert len(measured | skipped) == 2  # each peer measured, or skipped with its reason
     assert all(s["reason"] for s in result["peers_skipped"])
+
+
+def test_offload_curves_put_the_hardest_faces_first_and_the_oracle_on_top() -> None:
+    import numpy as np
+
+    from bench.offload import RATES, accuracy_curves, markdown
+
+    labels = np.array([0, 1, 0, 1])
+    edge = np.array([[0.9, 0.1], [0.55, 0.45], [0.4, 0.6], [0.2, 0.8]])  # 2nd, 3rd wrong
+    cloud = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # always right
+    curves = accuracy_curves(edge, cloud, labels)
+    half = RATES.index(0.5)
+    assert curves["oracle"][half] == 1.0  # the two wrong ones offloaded
+    assert curves["margin"][half] == 1.0  # they are also the two least sure
+    assert curves["margin"][0] == 0.5
+    assert all(c[-1] == 1.0 for c in curves.values())
+    text = markdown(curves, 4, None, [], None, 200.0)
+    assert "| margin | 50.0% |" in text
+    assert "Where a policy is not better than random choice: margin:" in text
