@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/. `make demo` and `make test` set everything up themselves.
-.PHONY: setup models demo test test-fast soak lint proto docs bench bench-offload bench-peers images clean
+.PHONY: setup models demo demo-loop test test-fast soak lint proto docs bench bench-offload bench-peers images clean
 
 setup:
 	scripts/bootstrap
@@ -8,6 +8,10 @@ models: setup
 
 demo: setup
 	scripts/demo
+
+# Joint inference and the incremental-learning loop: cycles of hard examples, retrain, canary.
+demo-loop: setup
+	scripts/demo-loop
 
 test: setup
 	scripts/test

@@ -17,6 +17,9 @@ from edgeinfer.normalization import Normalization
 
 if TYPE_CHECKING:
     from cloud_trainer.data import DataSet
+    from cloud_trainer.push import CanaryPolicy, TwinBackend
+    from cloud_trainer.retrain import RetrainPlan
+    from cloud_trainer.training import TrainConfig
 
 EXAMPLES = """\
 examples:
@@ -32,6 +35,8 @@ examples:
   cloud-trainer samples list --samples samples
   cloud-trainer samples export --samples samples --out hard-faces --min-confidence 0.9
   cloud-trainer retrain --serving 1.0.0 --version 1.1.0 --samples samples
+  cloud-trainer loop --serving 1.0.0 --samples samples --to emotion-runtime-edge-1 \
+      --store-url http://127.0.0.1:8000 --canary 1 --canary-soak 60 --max-offload-rate-rise 0.05
   cloud-trainer push 1.1.0 --to emotion-runtime-node-a emotion-runtime-node-b --canary 1 \\
       --store-url http://models.example:8000 --backend kubernetes --api-version v1beta1
 """
@@ -65,6 +70,83 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse a variant losing more accuracy points than this vs Keras (default: 1.0)",
     )
     parser.add_argument("--force", action="store_true", help="register refused variants anyway")
+
+
+def _add_retrain_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to retrain from and on, and how a candidate is judged (retrain and loop)."""
+    parser.add_argument("--serving", required=True, help="the version the edge serves now")
+    parser.add_argument("--samples", type=Path, required=True, help="the intake's directory")
+    parser.add_argument(
+        "--held-out",
+        default="synthetic:2800",
+        help="the data set whose test split judges (default synthetic:2800, the cameras' "
+        "rendered faces with --seed)",
+    )
+    parser.add_argument("--seed", type=int, default=99, help="seed of --held-out (default 99)")
+    parser.add_argument(
+        "--min-confidence", type=float, default=0.9, help="cloud labels taken from (default 0.9)"
+    )
+    parser.add_argument("--corrections", type=Path, help="CSV of sha256,label rows")
+    parser.add_argument(
+        "--min-examples", type=int, default=20, help="fewest labelled examples (default 20)"
+    )
+    parser.add_argument(
+        "--min-gain",
+        type=float,
+        default=0.0,
+        help="accuracy points (0-1) the candidate must gain over the serving version",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=5e-4, help="Adam learning rate (default 5e-4)"
+    )
+    parser.add_argument("--run-dir", type=Path, help="where the run's files go")
+    _add_export_arguments(parser)
+
+
+def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a version goes and how its canaries are judged (push and loop)."""
+    parser.add_argument("--to", nargs="+", required=True, metavar="DEVICE", help="device names")
+    parser.add_argument("--store-url", required=True, help="model store base URL the edge reaches")
+    parser.add_argument(
+        "--backend", choices=("local", "kubernetes"), default="local", help="default: local"
+    )
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="local: broker URL")
+    parser.add_argument("--namespace", default="default", help="kubernetes: Device namespace")
+    parser.add_argument(
+        "--api-version",
+        choices=("v1alpha2", "v1beta1"),
+        default="v1beta1",
+        help="kubernetes: devices.kubeedge.io version (v1alpha2 for KubeEdge 1.4)",
+    )
+    parser.add_argument("--canary", type=int, default=0, help="devices to update first (default 0)")
+    parser.add_argument("--canary-timeout", type=float, default=300.0, help="seconds (default 300)")
+    parser.add_argument(
+        "--ready-url",
+        default="",
+        help="canary readiness URL, {device} is replaced (e.g. http://{device}:9100/readyz)",
+    )
+    parser.add_argument(
+        "--metrics-url",
+        default="",
+        help="canary Prometheus URL, {device} is replaced (e.g. http://{device}:9100/metrics)",
+    )
+    parser.add_argument(
+        "--canary-soak", type=float, default=0.0, help="seconds canaries serve before judging"
+    )
+    parser.add_argument(
+        "--max-error-ratio",
+        type=float,
+        default=0.01,
+        help="non-OK answers allowed per answer during the soak (default 0.01)",
+    )
+    parser.add_argument(
+        "--max-offload-rate-rise",
+        type=float,
+        help="roll the canaries back when their reported offload_rate after the soak exceeds "
+        "the one before the push by more than this (0-1; the soak must outlast two of the "
+        "runtimes' offload.report_interval_s; default: not judged)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,35 +306,35 @@ def build_parser() -> argparse.ArgumentParser:
         "split stops training early and calibrates the new version's offload scores). Exit "
         "0: registered; 3: not better, nothing registered; 1: cannot start.",
     )
-    retrain.add_argument("--serving", required=True, help="the version the edge serves now")
+    _add_retrain_arguments(retrain)
     retrain.add_argument("--version", required=True, help="the version to register if better")
-    retrain.add_argument("--samples", type=Path, required=True, help="the intake's directory")
-    retrain.add_argument(
-        "--held-out",
-        default="synthetic:2800",
-        help="the data set whose test split judges (default synthetic:2800, the cameras' "
-        "rendered faces with --seed)",
+
+    loop = commands.add_parser(
+        "loop",
+        help="the incremental-learning loop on its own: wait, retrain, canary, promote",
+        description="Each cycle waits until the serving version has sent --min-new-examples "
+        "hard examples to the intake (examples it found hard), retrains as the next free "
+        "version (see retrain: registered only when better on the held-out set) and rolls it "
+        "out with the canary policy (see push: rolled back on a failed load, an unhealthy "
+        "soak or, with --max-offload-rate-rise, a risen offload rate). A version not better "
+        "or rolled back leaves the serving one in place. Prints one line per cycle.",
     )
-    retrain.add_argument("--seed", type=int, default=99, help="seed of --held-out (default 99)")
-    retrain.add_argument(
-        "--min-confidence", type=float, default=0.9, help="cloud labels taken from (default 0.9)"
+    _add_retrain_arguments(loop)
+    _add_rollout_arguments(loop)
+    loop.add_argument("--cycles", type=int, default=3, help="cycles to run (default 3)")
+    loop.add_argument(
+        "--min-new-examples",
+        type=int,
+        default=200,
+        help="hard examples of the serving version a cycle waits for (default 200)",
     )
-    retrain.add_argument("--corrections", type=Path, help="CSV of sha256,label rows")
-    retrain.add_argument(
-        "--min-examples", type=int, default=20, help="fewest labelled examples (default 20)"
-    )
-    retrain.add_argument(
-        "--min-gain",
+    loop.add_argument("--poll", type=float, default=5.0, help="seconds between looks (default 5)")
+    loop.add_argument(
+        "--wait-timeout",
         type=float,
-        default=0.0,
-        help="accuracy points (0-1) the candidate must gain over the serving version",
+        default=3600.0,
+        help="give up when a version sends too few examples for this long (default 3600 s)",
     )
-    retrain.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs (default 8)")
-    retrain.add_argument(
-        "--learning-rate", type=float, default=5e-4, help="Adam learning rate (default 5e-4)"
-    )
-    retrain.add_argument("--run-dir", type=Path, help="where the run's files go")
-    _add_export_arguments(retrain)
 
     push = commands.add_parser(
         "push",
@@ -262,47 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "With --canary N the first N devices go first and must report serving.",
     )
     push.add_argument("version", help="registered version to roll out")
-    push.add_argument("--to", nargs="+", required=True, metavar="DEVICE", help="device names")
-    push.add_argument("--store-url", required=True, help="model store base URL the edge reaches")
-    push.add_argument(
-        "--backend", choices=("local", "kubernetes"), default="local", help="default: local"
-    )
-    push.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="local: broker URL")
-    push.add_argument("--namespace", default="default", help="kubernetes: Device namespace")
-    push.add_argument(
-        "--api-version",
-        choices=("v1alpha2", "v1beta1"),
-        default="v1beta1",
-        help="kubernetes: devices.kubeedge.io version (v1alpha2 for KubeEdge 1.4)",
-    )
-    push.add_argument("--canary", type=int, default=0, help="devices to update first (default 0)")
-    push.add_argument("--canary-timeout", type=float, default=300.0, help="seconds (default 300)")
-    push.add_argument(
-        "--ready-url",
-        default="",
-        help="canary readiness URL, {device} is replaced (e.g. http://{device}:9100/readyz)",
-    )
-    push.add_argument(
-        "--metrics-url",
-        default="",
-        help="canary Prometheus URL, {device} is replaced (e.g. http://{device}:9100/metrics)",
-    )
-    push.add_argument(
-        "--canary-soak", type=float, default=0.0, help="seconds canaries serve before judging"
-    )
-    push.add_argument(
-        "--max-error-ratio",
-        type=float,
-        default=0.01,
-        help="non-OK answers allowed per answer during the soak (default 0.01)",
-    )
-    push.add_argument(
-        "--max-offload-rate-rise",
-        type=float,
-        help="roll the canaries back when their reported offload_rate after the soak exceeds "
-        "the one before the push by more than this (0-1; the soak must outlast two of the "
-        "runtimes' offload.report_interval_s; default: not judged)",
-    )
+    _add_rollout_arguments(push)
     push.add_argument("--dry-run", action="store_true", help="print the values/patches only")
     push.add_argument(
         "--device-file",
@@ -534,33 +576,10 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from cloud_trainer import data
     from cloud_trainer.export import ExportRefused, markdown_table
-    from cloud_trainer.retrain import RetrainError, RetrainPlan, retrain
-    from cloud_trainer.samples import read_corrections
-    from cloud_trainer.training import TrainConfig
+    from cloud_trainer.retrain import RetrainError, retrain
 
-    plan = RetrainPlan(
-        registry=args.registry,
-        name=args.name,
-        serving=args.serving,
-        version=args.version,
-        samples=args.samples,
-        held_out=data.load(args.held_out, seed=args.seed),
-        min_confidence=args.min_confidence,
-        corrections=read_corrections(args.corrections) if args.corrections else None,
-        min_examples=args.min_examples,
-        min_gain=args.min_gain,
-        variants=tuple(args.variants),
-        max_drop=args.max_drop / 100.0,
-    )
-    config = TrainConfig(
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        patience=args.epochs,
-        seed=args.seed,
-        verbose=2 if not sys.stdout.isatty() else 1,
-    )
+    plan, config = _retrain_inputs(args, args.version)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = args.run_dir or Path("runs") / f"{args.name}-retrain-{stamp}"
     try:
@@ -580,47 +599,25 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push(args: argparse.Namespace) -> int:
-    from cloud_trainer.push import (
-        CanaryPolicy,
-        KubernetesBackend,
-        LocalBackend,
-        RolloutFailed,
-        TwinBackend,
-        describe,
-        desired_twins,
-        device_patch,
-        rollout,
-    )
-
+def _rate_judged_after_a_soak(args: argparse.Namespace) -> bool:
     if args.max_offload_rate_rise is not None and (args.canary <= 0 or args.canary_soak <= 0):
         print(
-            "push: --max-offload-rate-rise judges canaries after their soak: give --canary N "
-            "and a --canary-soak longer than two offload_rate reports",
+            f"{args.command}: --max-offload-rate-rise judges canaries after their soak: give "
+            "--canary N and a --canary-soak longer than two offload_rate reports",
             file=sys.stderr,
         )
-        return 2
-    values = desired_twins(args.registry, args.name, args.version, args.store_url)
+        return False
+    return True
+
+
+def _rollout_of(args: argparse.Namespace) -> tuple[TwinBackend, CanaryPolicy]:
+    """The twin backend and canary policy the rollout arguments name."""
+    from cloud_trainer.push import CanaryPolicy, KubernetesBackend, LocalBackend
+
     backend: TwinBackend
     if args.backend == "kubernetes":
-        if args.dry_run and args.device_file:
-            import yaml
-
-            device = yaml.safe_load(args.device_file.read_text(encoding="utf-8"))
-            print(json.dumps(device_patch(device, values), indent=2))
-            return 0
-        kubernetes = KubernetesBackend(args.namespace, args.api_version)
-        if args.dry_run:
-            for name in args.to:
-                patch = device_patch(kubernetes.device(name), values)
-                print(f"# {name}\n{json.dumps(patch, indent=2)}")
-            return 0
-        backend = kubernetes
+        backend = KubernetesBackend(args.namespace, args.api_version)
     else:
-        if args.dry_run:
-            for device in args.to:
-                print(f"push {device}: {describe(values)}")
-            return 0
         backend = LocalBackend(args.broker)
     policy = CanaryPolicy(
         args.canary,
@@ -631,6 +628,97 @@ def _push(args: argparse.Namespace) -> int:
         max_error_ratio=args.max_error_ratio,
         max_offload_rate_rise=args.max_offload_rate_rise,
     )
+    return backend, policy
+
+
+def _retrain_inputs(args: argparse.Namespace, version: str) -> tuple[RetrainPlan, TrainConfig]:
+    from cloud_trainer import data
+    from cloud_trainer.retrain import RetrainPlan
+    from cloud_trainer.samples import read_corrections
+    from cloud_trainer.training import TrainConfig
+
+    plan = RetrainPlan(
+        registry=args.registry,
+        name=args.name,
+        serving=args.serving,
+        version=version,
+        samples=args.samples,
+        held_out=data.load(args.held_out, seed=args.seed),
+        min_confidence=args.min_confidence,
+        corrections=read_corrections(args.corrections) if args.corrections else None,
+        min_examples=args.min_examples,
+        min_gain=args.min_gain,
+        variants=tuple(args.variants),
+        max_drop=args.max_drop / 100.0,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        patience=args.epochs,
+        seed=args.seed,
+        verbose=2 if not sys.stdout.isatty() else 1,
+    )
+    return plan, config
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from cloud_trainer import loop
+
+    if not _rate_judged_after_a_soak(args):
+        return 2
+    plan, config = _retrain_inputs(args, "")
+    backend, policy = _rollout_of(args)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        cycles = loop.run(
+            plan,
+            config,
+            loop.Rollout(backend, args.to, args.store_url, policy),
+            cycles=args.cycles,
+            min_new_examples=args.min_new_examples,
+            runs=args.run_dir or Path("runs") / f"{args.name}-loop-{stamp}",
+            poll_s=args.poll,
+            timeout_s=args.wait_timeout,
+        )
+    except TimeoutError as exc:
+        print(f"loop: {exc}", file=sys.stderr)
+        return 1
+    for number, cycle in enumerate(cycles, 1):
+        print(f"cycle {number}: {cycle.line()}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from cloud_trainer.push import (
+        KubernetesBackend,
+        RolloutFailed,
+        describe,
+        desired_twins,
+        device_patch,
+        rollout,
+    )
+
+    if not _rate_judged_after_a_soak(args):
+        return 2
+    values = desired_twins(args.registry, args.name, args.version, args.store_url)
+    if args.backend == "kubernetes":
+        if args.dry_run and args.device_file:
+            import yaml
+
+            device = yaml.safe_load(args.device_file.read_text(encoding="utf-8"))
+            print(json.dumps(device_patch(device, values), indent=2))
+            return 0
+        if args.dry_run:
+            kubernetes = KubernetesBackend(args.namespace, args.api_version)
+            for name in args.to:
+                patch = device_patch(kubernetes.device(name), values)
+                print(f"# {name}\n{json.dumps(patch, indent=2)}")
+            return 0
+    elif args.dry_run:
+        for device in args.to:
+            print(f"push {device}: {describe(values)}")
+        return 0
+    backend, policy = _rollout_of(args)
     try:
         rollout(backend, args.to, values, policy)
     except RolloutFailed as exc:
@@ -650,6 +738,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "samples": _samples,
     "retrain": _retrain,
+    "loop": _loop,
     "push": _push,
 }
 

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,10 @@ class Camera:
         self._client: InferenceClient | None = None
         self._info: asyncio.Future[ServiceInfo] | None = None
         self._counter = 0
+        # Request ids stay unique across runs: the runtime answers a repeated (device, id) from
+        # its recent answers (a retry), so a restarted camera counting from 1 again would get
+        # the previous run's answers.
+        self._run_id = secrets.token_hex(3)
         self._answered = asyncio.Event()
         self._settings_changed = asyncio.Event()
         self._status_dirty = asyncio.Event()
@@ -257,7 +262,7 @@ class Camera:
             return False
         faces = tuple(crop_face(shot.gray, box, info.input, shot.margin) for box, _ in shot.faces)
         self._counter += 1
-        request_id = f"{self._config.name}-{self._counter}"
+        request_id = f"{self._config.name}-{self._run_id}-{self._counter}"
         request = Request(
             request_id,
             self._config.name,

@@ -102,6 +102,9 @@ async def validate_model(model: Model) -> None:
         raise ModelRejected(model.ref.version, f"output shape {outputs.shape}, expected {expected}")
     if not np.isfinite(outputs).all():
         raise ModelRejected(model.ref.version, "outputs not finite")
-    if not np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
+    # A full-int8 file's outputs come in steps of 1/256, each off by up to a step: their sum
+    # may miss 1 by labels/256 (a trained version was refused on one golden input for that).
+    tolerance = len(model.labels) / 256 if model.variant == "int8-full" else 1e-3
+    if not np.allclose(outputs.sum(axis=1), 1.0, atol=tolerance):
         raise ModelRejected(model.ref.version, "outputs are not probabilities")
     await asyncio.sleep(0)
