@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.endtoend import open_at
 from bench.load import Load, LoadResult
-from bench.processes import broker, free_port, process, ready
+from bench.processes import broker, free_port, runtime
 from cloud_trainer.predictors import TfLitePredictor
 from edgeinfer.faces import FaceRenderer
 from edgeinfer.hardness import Policy, score
@@ -200,18 +200,15 @@ def _offloads(metrics_port: int) -> dict[str, float]:
 def _runtime(port: int, registry: Path, version: str, *extra: str) -> Iterator[int]:
     """An edge (or cloud) runtime; yields its metrics port once ready."""
     metrics_port = free_port()
-    command = [
-        sys.executable, "-m", "edge_runtime", "--broker", f"mqtt://127.0.0.1:{port}",
-        "--runtime-id", f"bench-{metrics_port}", "--metrics-port", str(metrics_port),
-        "--model-registry", str(registry), "--model-version", version,
-        "--log-level", "WARNING", *extra,
-    ]  # fmt: skip
-    with process(command, REPO) as started:
-        deadline = time.monotonic() + 60
-        while not ready(f"http://127.0.0.1:{metrics_port}/readyz"):
-            if started.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("a runtime did not become ready")
-            time.sleep(0.05)
+    with runtime(
+        REPO,
+        port,
+        registry,
+        *extra,
+        version=version,
+        runtime_id=f"bench-{metrics_port}",
+        metrics_port=metrics_port,
+    ):
         yield metrics_port
 
 

@@ -80,14 +80,21 @@ def broker(repo: Path) -> Iterator[int]:
 
 @contextlib.contextmanager
 def runtime(
-    repo: Path, port: int, registry: Path, *extra: str
+    repo: Path,
+    port: int,
+    registry: Path,
+    *extra: str,
+    version: str = "1.0.0",
+    runtime_id: str = "bench",
+    metrics_port: int = 0,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The edge runtime (LiteRT float32, 2 threads, defaults) serving 1.0.0, once /readyz."""
-    metrics_port = free_port()
+    """The edge runtime (LiteRT, defaults) serving ``version``, once /readyz answers on
+    ``metrics_port`` (0: a free one). Later flags in ``extra`` win."""
+    metrics_port = metrics_port or free_port()
     command = [
         sys.executable, "-m", "edge_runtime", "--broker", f"mqtt://127.0.0.1:{port}",
-        "--runtime-id", "bench", "--metrics-port", str(metrics_port), "--http-port", "0",
-        "--model-registry", str(registry), "--model-version", "1.0.0", "--log-level", "WARNING",
+        "--runtime-id", runtime_id, "--metrics-port", str(metrics_port), "--http-port", "0",
+        "--model-registry", str(registry), "--model-version", version, "--log-level", "WARNING",
         *extra,
     ]  # fmt: skip
     with process(command, repo) as started:

@@ -683,8 +683,8 @@ def _loop(args: argparse.Namespace) -> int:
     except TimeoutError as exc:
         print(f"loop: {exc}", file=sys.stderr)
         return 1
-    for number, cycle in enumerate(cycles, 1):
-        print(f"cycle {number}: {cycle.line()}")
+    promoted = [c.candidate for c in cycles if c.outcome == "promoted"]
+    print(f"loop: {len(cycles)} cycles, promoted: {', '.join(promoted) or 'none'}")
     return 0
 
 
