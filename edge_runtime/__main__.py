@@ -109,7 +109,7 @@ async def _serve(settings: Settings) -> int:
                 model.ref.name,
                 model.ref.version,
                 settings.runtime_id,
-                settings.mqtt.broker,
+                settings.mqtt.broker or "its HTTP doors alone (no broker)",
             )
         )
     finally:

@@ -91,22 +91,24 @@ class Runtime:
         self._model_sync: ModelSync | None = None
         self._offload_twin: OffloadTwin | None = None
         self._twin_resync: asyncio.Task[None] | None = None
+        self._mqtt: MqttDoor | None = None  # None: no broker, the HTTP doors only
         if settings.twin.enabled:
             self._twin, self._dmi = _twin_link(
                 settings,
-                lambda topic, payload: self._mqtt.transport.publish_nowait(topic, payload),
+                lambda topic, payload: self.transport.publish_nowait(topic, payload),
             )
-        self._mqtt = MqttDoor(
-            settings,
-            self.service,
-            self.metrics,
-            info=self.service_info,
-            other_subscriptions=self._twin.subscriptions if self._twin is not None else (),
-            on_other=self._twin.handle if self._twin is not None else None,
-            on_connect=self._resync_twin,
-            clock=clock,
-            transport=transport,
-        )
+        if settings.mqtt.broker or transport is not None:
+            self._mqtt = MqttDoor(
+                settings,
+                self.service,
+                self.metrics,
+                info=self.service_info,
+                other_subscriptions=self._twin.subscriptions if self._twin is not None else (),
+                on_other=self._twin.handle if self._twin is not None else None,
+                on_connect=self._resync_twin,
+                clock=clock,
+                transport=transport,
+            )
         if self._twin is not None:
             self._model_sync = ModelSync(
                 settings,
@@ -126,7 +128,8 @@ class Runtime:
                     self.metrics,
                     settings.offload.report_interval_s,
                 )
-        self.service.on_swap(lambda _model: self._mqtt.publish_info())
+        if (door := self._mqtt) is not None:
+            self.service.on_swap(lambda _model: door.publish_info())
         if self._offload_twin is not None:
             self.service.on_swap(self._offload_twin.model_changed)
         elif offloader is not None:
@@ -134,7 +137,13 @@ class Runtime:
 
     @property
     def transport(self) -> DoorTransport:
-        """The MQTT transport (shared with components that publish, such as twin sync)."""
+        """The MQTT transport (shared with components that publish, such as twin sync).
+
+        Raises:
+            RuntimeError: the runtime has no MQTT door (``mqtt.broker`` empty).
+        """
+        if self._mqtt is None:
+            raise RuntimeError("this runtime has no MQTT door (mqtt.broker is empty)")
         return self._mqtt.transport
 
     @property
@@ -149,8 +158,9 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        """True while serving and connected to the broker."""
-        return self.state is RuntimeState.SERVING and self.transport.connected.is_set()
+        """True while serving and connected to the broker (if it has one)."""
+        connected = self._mqtt is None or self._mqtt.transport.connected.is_set()
+        return self.state is RuntimeState.SERVING and connected
 
     def service_info(self) -> ServiceInfo:
         """What the runtime advertises on its retained info topic."""
@@ -164,7 +174,7 @@ class Runtime:
             max_faces_per_request=s.limits.max_faces_per_request,
             max_payload_bytes=s.limits.max_payload_bytes,
             max_face_side=s.limits.max_face_side,
-            request_topic_filter=self._mqtt.request_filter,
+            request_topic_filter=self._mqtt.request_filter if self._mqtt is not None else "",
         )
 
     def stop(self) -> None:
@@ -222,9 +232,13 @@ class Runtime:
             async with contextlib.AsyncExitStack() as http:
                 for listener in self._listeners():  # bound first: a taken port fails at once
                     await http.enter_async_context(listener)
-                async with self._mqtt, asyncio.TaskGroup() as tg:
+                mqtt = self._mqtt
+                async with mqtt or contextlib.nullcontext(), asyncio.TaskGroup() as tg:
                     batcher = tg.create_task(self.service.serve(), name=f"runtime[{name}].batcher")
-                    ingest = tg.create_task(self._mqtt.ingest(), name=f"runtime[{name}].ingest")
+                    ingest = tg.create_task(
+                        mqtt.ingest() if mqtt is not None else asyncio.Event().wait(),
+                        name=f"runtime[{name}].ingest",
+                    )
                     twin_tasks = self._twin_tasks(tg)
                     if self._samples is not None:
                         uploads = tg.create_task(
@@ -289,10 +303,12 @@ class Runtime:
         try:
             async with asyncio.timeout(self._settings.shutdown_timeout_s):
                 await self.service.drain()
-                await self._mqtt.flushed()
+                if self._mqtt is not None:
+                    await self._mqtt.flushed()
         except TimeoutError:
             _LOGGER.warning("drain timed out; unanswered requests stay with the broker")
-        await self._mqtt.publish_offline()
+        if self._mqtt is not None:
+            await self._mqtt.publish_offline()
 
     def _resync_twin(self) -> None:
         """After each (re)connect, re-read and report a twin that rides on MQTT.

@@ -65,7 +65,9 @@ class MqttSettings:
 
     broker: str = setting(
         "mqtt://127.0.0.1:1883",
-        "Broker URL, mqtt://host:port or mqtts://host:port (TLS).",
+        "Broker URL, mqtt://host:port or mqtts://host:port (TLS); empty: no MQTT door, the "
+        "HTTP doors only (the cloud's inference service; needs http.port, and a twin, if "
+        "any, over DMI).",
         flag="--broker",
     )
     client_id: str = setting(
@@ -643,10 +645,20 @@ def _validate(s: Settings) -> None:
         "must be empty or a topic filter using only the placeholders {root} and {device}, "
         "with {device} in it",
     )
-    try:
-        Broker.parse(s.mqtt.broker)
-    except ValueError as exc:
-        raise ConfigError("mqtt.broker", s.mqtt.broker, str(exc)) from exc
+    if s.mqtt.broker:
+        try:
+            Broker.parse(s.mqtt.broker)
+        except ValueError as exc:
+            raise ConfigError("mqtt.broker", s.mqtt.broker, str(exc)) from exc
+    else:
+        _require(s.http.port != 0, "mqtt.broker", "", "empty (no MQTT door) needs http.port")
+        _require(
+            not s.twin.enabled or s.twin.transport is TwinTransport.DMI,
+            "mqtt.broker",
+            "",
+            "empty (no MQTT door) leaves a twin over MQTT nothing to ride on: set "
+            "twin.enabled false or a KubeEdge version with DMI",
+        )
     for key, number in (
         ("mqtt.keepalive_s", s.mqtt.keepalive_s),
         ("mqtt.connect_timeout_s", s.mqtt.connect_timeout_s),

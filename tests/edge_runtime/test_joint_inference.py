@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from edge_runtime import ModelRef, Request, Source, Status
+from edge_runtime.settings import ConfigError
 from edgeinfer.hardness import Policy, Rule, threshold_at
 from edgeinfer.twins import OFFLOAD_POLICY, OFFLOAD_RATE, RUNTIME_TWINS
 from kubeedge_twin import DeviceDefinition, Layout
@@ -241,3 +242,38 @@ async def test_the_offload_rule_follows_the_twin_and_the_rate_is_reported(
             (answer,) = await cam.receive(1)
             await until(lambda: reported(OFFLOAD_RATE) == "1.0000")
     assert all(r.hard and r.fallback == "cloud_error" for r in answer.results)
+
+
+async def test_the_clouds_runtime_needs_no_broker(broker, registry, unique) -> None:
+    """In the cloud the inference service is only its HTTP doors (mqtt.broker empty): ready
+    without a broker, and the edge's hard faces are answered by it."""
+    port = free_port()
+    cloud_settings = make_settings(
+        "",
+        registry,
+        f"cloud-{unique}",
+        **{"mqtt.broker": "", "http.port": port, "http.host": "127.0.0.1"},
+    )
+    async with running_runtime(cloud_settings) as cloud:
+        assert cloud.ready
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(base)
+        settings = make_settings(
+            broker.url, registry, unique, **{"offload.url": base, "offload.policy": "always"}
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            await cam.send(Request("r1", "cam", 0, (face(1),)))
+            (response,) = await cam.receive(1)
+    assert response.results[0].source is Source.CLOUD
+    with pytest.raises(ConfigError, match=r"needs http\.port"):
+        make_settings("", registry, unique, **{"mqtt.broker": "", "http.port": 0})
+    with pytest.raises(ConfigError, match="twin over MQTT"):
+        make_settings(
+            "",
+            registry,
+            unique,
+            **{"mqtt.broker": "", "http.port": port, "twin.enabled": True},
+        )

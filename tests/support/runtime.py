@@ -47,7 +47,10 @@ async def running_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     runtime = Runtime(settings, model=model)
     task = asyncio.create_task(runtime.run(), name="test-runtime")
     try:
-        await runtime.transport.wait_connected(10)
+        if settings.mqtt.broker:
+            await runtime.transport.wait_connected(10)
+        else:  # the HTTP doors only
+            await until(lambda: runtime.ready, 10, what="the runtime serving")
         yield runtime
     finally:
         runtime.stop()
