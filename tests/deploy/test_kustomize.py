@@ -126,3 +126,30 @@ def test_mapper_config_map_names_only_mapper_options(overlay):
     )
     twin = load_settings(runtime["data"], None, {}).twin
     assert config["data"]["MAPPER_KUBEEDGE_VERSION"] == twin.kubeedge_version  # one release
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_edges_offload_to_the_clouds_inference_service_which_scales(overlay):
+    (cloud,) = (
+        d
+        for n, d in by_kind(overlay, "ConfigMap").items()
+        if n.startswith("cloud-inference-config")
+    )
+    settings = load_settings({**cloud["data"], "EDGE_RUNTIME_ID": "cloud-inference-0"}, None, {})
+    assert settings.mqtt.broker == ""  # its HTTP doors alone
+    assert not settings.twin.enabled
+    (edge,) = (d for n, d in by_kind(overlay, "ConfigMap").items() if n.startswith("edge-runtime"))
+    edge_settings = load_settings(edge["data"], None, {})
+    service = by_kind(overlay, "Service")["cloud-inference"]
+    (port,) = service["spec"]["ports"]
+    assert edge_settings.offload.url == f"http://cloud-inference.emotion.svc:{port['port']}"
+    assert port["port"] == settings.http.port
+    # the same token on both sides, from one Secret
+    assert edge_settings.offload.token_file == settings.http.token_file
+    deployment = by_kind(overlay, "Deployment")["cloud-inference"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    runtime = by_kind(overlay, "DaemonSet")["edge-runtime"]["spec"]["template"]["spec"]
+    edge_volumes = {v["name"]: v for v in runtime["volumes"]}
+    assert volumes["token"]["secret"] == edge_volumes["cloud-token"]["secret"]
+    (autoscaler,) = by_kind(overlay, "HorizontalPodAutoscaler").values()
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == "cloud-inference"
