@@ -151,5 +151,10 @@ def test_the_edges_offload_to_the_clouds_inference_service_which_scales(overlay)
     runtime = by_kind(overlay, "DaemonSet")["edge-runtime"]["spec"]["template"]["spec"]
     edge_volumes = {v["name"]: v for v in runtime["volumes"]}
     assert volumes["token"]["secret"] == edge_volumes["cloud-token"]["secret"]
+    store = by_kind(overlay, "Deployment")["model-store"]["spec"]["template"]["spec"]
+    args = store["containers"][0]["args"]
+    assert args[args.index("--intake-token-file") + 1] == settings.http.token_file
+    assert edge_settings.samples.url == "http://model-store.emotion.svc:8000"
+    assert edge_settings.samples.token_file == settings.http.token_file
     (autoscaler,) = by_kind(overlay, "HorizontalPodAutoscaler").values()
     assert autoscaler["spec"]["scaleTargetRef"]["name"] == "cloud-inference"
