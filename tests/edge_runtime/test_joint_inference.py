@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
+import numpy as np
 import pytest
 
 from edge_runtime import ModelRef, Request, Source, Status
@@ -277,3 +278,44 @@ async def test_the_clouds_runtime_needs_no_broker(broker, registry, unique) -> N
             unique,
             **{"mqtt.broker": "", "http.port": port, "twin.enabled": True},
         )
+
+
+async def test_replicas_behind_the_clouds_service_answer_alike(registry, unique) -> None:
+    """Two replicas of the cloud's service (their own processes, one pinned version): the same
+    faces, alone or in another batch, get the same answers from either."""
+    from edge_runtime.offload.cloud import CloudModel
+
+    faces = [face(i).pixels for i in range(8)]
+    answers = []
+    for replica in ("a", "b"):
+        port = free_port()
+        process = runtime_process(
+            "",
+            registry,
+            f"cloud-{replica}-{unique}",
+            f"cloud-{unique}/v1",
+            "--http-port",
+            str(port),
+            "--http-host",
+            "127.0.0.1",
+        )
+        try:
+            await wait_ready(f"http://127.0.0.1:{port}")
+            cloud = CloudModel(f"http://127.0.0.1:{port}", "emotion")
+            try:
+                together, model = await cloud.infer(faces)
+                alone = [(await cloud.infer([f]))[0][0] for f in faces[:3]]
+            finally:
+                await cloud.close()
+        finally:
+            process.terminate()
+            process.wait(15)
+        answers.append((together, alone, model))
+    (a_rows, a_alone, a_model), (b_rows, b_alone, b_model) = answers
+    assert a_model == b_model == ModelRef("emotion", "1.0.0")
+    np.testing.assert_allclose(a_rows, b_rows, atol=1e-6)
+    np.testing.assert_allclose(a_alone, b_alone, atol=1e-6)
+    np.testing.assert_allclose(a_rows[:3], a_alone, atol=1e-5)  # the batch changes nothing
+    assert [max(range(7), key=r.__getitem__) for r in a_rows] == [
+        max(range(7), key=r.__getitem__) for r in b_rows
+    ]
