@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -319,3 +320,90 @@ async def test_replicas_behind_the_clouds_service_answer_alike(registry, unique)
     assert [max(range(7), key=r.__getitem__) for r in a_rows] == [
         max(range(7), key=r.__getitem__) for r in b_rows
     ]
+
+
+@contextlib.contextmanager
+def slow_cloud(delay_s: float) -> Iterator[str]:
+    """A real HTTP server that answers every request after ``delay_s`` (too late to matter)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            time.sleep(delay_s)
+            self.send_error(503)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_slow_cloud_and_a_cloud_killed_mid_run_cost_no_answer(
+    broker, registry, unique
+) -> None:
+    """A cloud answering after 2 s costs each hard face the budget until the breaker opens; a
+    cloud runtime killed (SIGKILL) while the edge offloads to it costs nothing but its
+    answers: every request is answered OK, by the cloud while it lives, then by the edge."""
+    offload = {"offload.policy": "always", "offload.budget_ms": 200}
+    offload |= {"offload.breaker_failures": 2, "offload.breaker_open_s": 60.0}
+    with slow_cloud(2.0) as url:
+        settings = make_settings(broker.url, registry, unique, **{"offload.url": url, **offload})
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            slow = []
+            for i in range(4):
+                await cam.send(Request(f"s{i}", "cam", 0, (face(i),)))
+                slow += await cam.receive(1)
+    assert [a.results[0].fallback for a in slow] == ["timeout"] * 2 + ["circuit_open"] * 2
+    assert max(a.timings.total_us for a in slow) / 1000 < 200 + 100
+
+    port = free_port()
+    cloud = runtime_process(
+        broker.url,
+        registry,
+        f"cloud-{unique}",
+        f"cloud-{unique}/v1",
+        "--http-port",
+        str(port),
+        "--http-host",
+        "127.0.0.1",
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}")
+        settings = make_settings(
+            broker.url,
+            registry,
+            f"k{unique}",
+            **{"offload.url": f"http://127.0.0.1:{port}", **offload},
+        )
+        async with (
+            running_runtime(settings),
+            device(broker.url, settings.topic_root, "cam") as cam,
+        ):
+            killed = []
+            for i in range(8):
+                if i == 3:
+                    cloud.kill()
+                    cloud.wait(10)
+                await cam.send(Request(f"k{i}", "cam", 0, (face(i),)))
+                killed += await cam.receive(1)
+    finally:
+        if cloud.poll() is None:
+            cloud.kill()
+            cloud.wait(10)
+    assert [a.status for a in killed] == [Status.OK] * 8
+    sources = [a.results[0].source for a in killed]
+    assert sources[:3] == [Source.CLOUD] * 3
+    assert sources[3:] == [Source.EDGE] * 5
+    assert [a.results[0].fallback for a in killed[3:]] == ["cloud_error"] * 2 + ["circuit_open"] * 3
