@@ -18,7 +18,7 @@ from pathlib import Path
 from edge_runtime.backends import load_verified, validate_model
 from edge_runtime.backends.base import Model
 from edge_runtime.errors import EdgeError, ModelRejected
-from edge_runtime.futures import warn_on_failure
+from edge_runtime.futures import report_in_background
 from edge_runtime.manifest import Manifest
 from edge_runtime.model_store import ModelCache, download
 from edge_runtime.settings import Settings
@@ -29,7 +29,7 @@ from edgeinfer.twins import (
     MODEL_URI,
     MODEL_VERSION,
 )
-from kubeedge_twin import TwinFormatError, TwinSource, sanitize_value
+from kubeedge_twin import TwinSource, sanitize_value
 
 _LOGGER = logging.getLogger(__name__)
 _CATCH_UP_S = 0.05  # serving time between two GIL-holding steps of a model load
@@ -152,12 +152,7 @@ class ModelSync:
             values[MODEL_URI] = served.uri
         if served.sha256:
             values[MODEL_SHA256] = served.sha256
-        try:
-            future = self._twin.report(values)
-        except TwinFormatError as exc:
-            _LOGGER.warning("cannot report twin values %s: %s", values, exc)
-            return
-        future.add_done_callback(warn_on_failure(_LOGGER, "twin report"))
+        report_in_background(self._twin, values, _LOGGER, "twin report")
 
     def _set_status(self, status: str) -> None:
         self._status = status

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Callable, Mapping
 
 from edge_runtime.backends.base import Model
-from edge_runtime.futures import warn_on_failure
+from edge_runtime.futures import report_in_background
 from edge_runtime.metrics import Metrics
 from edge_runtime.offload.joint import Offloader
 from edgeinfer.hardness import Rule
 from edgeinfer.twins import OFFLOAD_POLICY, OFFLOAD_RATE
-from kubeedge_twin import TwinFormatError, TwinSource
+from kubeedge_twin import TwinSource
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,12 +73,7 @@ class OffloadTwin:
         values = {OFFLOAD_POLICY: str(self._offloader.rule)}
         if with_rate and (rate := self._offloader.take_rate()) is not None:
             values[OFFLOAD_RATE] = f"{rate:.4f}"
-        try:
-            future = self._twin.report(values)
-        except TwinFormatError as exc:
-            _LOGGER.warning("cannot report twin values %s: %s", values, exc)
-            return
-        future.add_done_callback(warn_on_failure(_LOGGER, "offload twin report"))
+        report_in_background(self._twin, values, _LOGGER, "offload twin report")
 
     async def run(self) -> None:
         """Report ``offload_rate`` every interval until cancelled."""

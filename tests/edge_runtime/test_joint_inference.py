@@ -28,21 +28,28 @@ from tests.support.until import until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-@contextlib.asynccontextmanager
-async def cloud_runtime(broker_url: str, registry, unique: str, *extra: str) -> AsyncIterator[str]:
-    """An edge-runtime process as the cloud's inference service; yields its base URL."""
-    port = free_port()
-    process = runtime_process(
+def cloud_process(
+    broker_url: str, registry, name: str, port: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    """An edge-runtime process as the cloud's inference service, HTTP on loopback ``port``."""
+    return runtime_process(
         broker_url,
         registry,
-        f"cloud-{unique}",
-        f"cloud-{unique}/v1",
+        f"cloud-{name}",
+        f"cloud-{name}/v1",
         "--http-port",
         str(port),
         "--http-host",
         "127.0.0.1",
         *extra,
     )
+
+
+@contextlib.asynccontextmanager
+async def cloud_runtime(broker_url: str, registry, unique: str, *extra: str) -> AsyncIterator[str]:
+    """An edge-runtime process as the cloud's inference service; yields its base URL."""
+    port = free_port()
+    process = cloud_process(broker_url, registry, unique, port, *extra)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(base)
@@ -290,16 +297,7 @@ async def test_replicas_behind_the_clouds_service_answer_alike(registry, unique)
     answers = []
     for replica in ("a", "b"):
         port = free_port()
-        process = runtime_process(
-            "",
-            registry,
-            f"cloud-{replica}-{unique}",
-            f"cloud-{unique}/v1",
-            "--http-port",
-            str(port),
-            "--http-host",
-            "127.0.0.1",
-        )
+        process = cloud_process("", registry, f"{replica}-{unique}", port)
         try:
             await wait_ready(f"http://127.0.0.1:{port}")
             cloud = CloudModel(f"http://127.0.0.1:{port}", "emotion")
@@ -369,16 +367,7 @@ async def test_a_slow_cloud_and_a_cloud_killed_mid_run_cost_no_answer(
     assert max(a.timings.total_us for a in slow) / 1000 < 200 + 100
 
     port = free_port()
-    cloud = runtime_process(
-        broker.url,
-        registry,
-        f"cloud-{unique}",
-        f"cloud-{unique}/v1",
-        "--http-port",
-        str(port),
-        "--http-host",
-        "127.0.0.1",
-    )
+    cloud = cloud_process(broker.url, registry, unique, port)
     try:
         await wait_ready(f"http://127.0.0.1:{port}")
         settings = make_settings(
