@@ -65,9 +65,18 @@ def next_version(registry: Path, name: str, serving: str) -> str:
     return candidate
 
 
-def hard_examples_of(samples: Path, version: str) -> int:
-    """Stored examples that ``version`` found hard."""
-    return sum(1 for s in read_samples(samples) if s.example.edge_model.version == version)
+class EdgeVersions:
+    """Which edge version found each stored example hard; each file is read once."""
+
+    def __init__(self, samples: Path) -> None:
+        self._samples = samples
+        self._versions: dict[str, str] = {}  # example name -> edge model version
+
+    def count(self, version: str) -> int:
+        """Stored examples that ``version`` found hard."""
+        for sample in read_samples(self._samples, skip=self._versions):
+            self._versions[sample.sha256] = sample.example.edge_model.version
+        return sum(1 for v in self._versions.values() if v == version)
 
 
 def run(
@@ -90,10 +99,11 @@ def run(
         TimeoutError: the serving version sent too few examples within ``timeout_s``.
     """
     serving, used = plan.serving, 0  # used: the serving version's examples a cycle had
+    versions = EdgeVersions(plan.samples)
     done: list[Cycle] = []
     for number in range(1, cycles + 1):
         deadline = time.monotonic() + timeout_s
-        while (count := hard_examples_of(plan.samples, serving)) - used < min_new_examples:
+        while (count := versions.count(serving)) - used < min_new_examples:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{serving} sent {count} hard examples in {timeout_s:.0f} s "

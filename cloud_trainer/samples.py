@@ -9,12 +9,11 @@ pixels (201 when new, 200 when it had it). Written whole (temporary file, then r
 from __future__ import annotations
 
 import csv
-import hashlib
 import hmac
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -24,12 +23,11 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
+from edgeinfer.intake import example_name
 from edgeinfer.v1 import inference_pb2, samples_pb2
 
 _LOGGER = logging.getLogger(__name__)
 
-INTAKE_PATH: Final = "/v1/samples"
-CONTENT_TYPE: Final = "application/x-protobuf"
 MAX_SIDE: Final = 512
 _SUFFIX: Final = ".pb"
 
@@ -118,7 +116,7 @@ class SampleIntake:
             validate(example)
         except (DecodeError, SampleError) as exc:
             return HTTPStatus.BAD_REQUEST, f"not a usable HardExample: {exc}"
-        digest = hashlib.sha256(example.pixels.data).hexdigest()
+        digest = example_name(example)
         path = self.directory / digest[:2] / f"{digest}{_SUFFIX}"
         if path.exists():
             return HTTPStatus.OK, digest
@@ -136,9 +134,14 @@ def _size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.glob(f"*/*{_SUFFIX}"))
 
 
-def read_samples(directory: Path) -> Iterator[Sample]:
-    """Every stored example, in name order (unreadable files are skipped, with a warning)."""
+def read_samples(directory: Path, skip: Container[str] = ()) -> Iterator[Sample]:
+    """Every stored example not named in ``skip``, in name order.
+
+    Unreadable files are left out, with a warning.
+    """
     for path in sorted(directory.glob(f"*/*{_SUFFIX}")):
+        if path.stem in skip:
+            continue
         example = samples_pb2.HardExample()
         try:
             example.ParseFromString(path.read_bytes())

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cloud_trainer.samples import INTAKE_PATH, SampleIntake
+from cloud_trainer.samples import SampleIntake
+from edgeinfer.intake import INTAKE_PATH
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -763,14 +763,18 @@ def _validate(s: Settings) -> None:
     )
 
 
-def _validate_offload(o: OffloadSettings) -> None:
-    url = urlsplit(o.url)
+def _require_http_url(key: str, value: str, empty_means: str) -> None:
+    url = urlsplit(value)
     _require(
-        not o.url or (url.scheme in {"http", "https"} and bool(url.netloc)),
-        "offload.url",
-        o.url,
-        "expected http://host:port or https://host:port (or empty: no offload)",
+        not value or (url.scheme in {"http", "https"} and bool(url.netloc)),
+        key,
+        value,
+        f"expected http://host:port or https://host:port (or empty: {empty_means})",
     )
+
+
+def _validate_offload(o: OffloadSettings) -> None:
+    _require_http_url("offload.url", o.url, "no offload")
     _require(o.budget_ms > 0, "offload.budget_ms", o.budget_ms, "must be positive")
     _require(0.0 <= o.target_rate <= 1.0, "offload.target_rate", o.target_rate, "must be 0-1")
     _require(
@@ -782,13 +786,7 @@ def _validate_offload(o: OffloadSettings) -> None:
 
 
 def _validate_samples(samples: SampleSettings, offload: OffloadSettings) -> None:
-    url = urlsplit(samples.url)
-    _require(
-        not samples.url or (url.scheme in {"http", "https"} and bool(url.netloc)),
-        "samples.url",
-        samples.url,
-        "expected http://host:port or https://host:port (or empty: keep nothing)",
-    )
+    _require_http_url("samples.url", samples.url, "keep nothing")
     _require(
         not samples.url or bool(offload.url),
         "samples.url",

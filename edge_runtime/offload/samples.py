@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from pathlib import Path
 from typing import Final, Protocol
@@ -22,11 +21,10 @@ import aiohttp
 
 from edge_runtime.metrics import Metrics
 from edge_runtime.settings import SampleSettings
+from edgeinfer.intake import CONTENT_TYPE, INTAKE_PATH, example_name
 from edgeinfer.v1 import samples_pb2
 
 _LOGGER = logging.getLogger(__name__)
-CONTENT_TYPE: Final = "application/x-protobuf"
-INTAKE_PATH: Final = "/v1/samples"
 _SUFFIX: Final = ".pb"
 _FIRST_PAUSE_S: Final = 1.0
 _LONGEST_PAUSE_S: Final = 30.0
@@ -71,7 +69,7 @@ class SampleSpool:
 
     def keep(self, example: samples_pb2.HardExample) -> None:
         """Write ``example`` for upload, unless it is there already or the quota is spent."""
-        name = hashlib.sha256(example.pixels.data).hexdigest()
+        name = example_name(example)
         path = self._directory / f"{name}{_SUFFIX}"
         if path.exists():
             self._count("duplicate")
