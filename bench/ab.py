@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from bench.endtoend import CpuWindow, busy_neighbour, closed, naive_peer, open_at
-from bench.processes import broker, runtime
+from bench.frontdoors import MODEL_NAME, http_row, oip_body
+from bench.processes import broker, free_port, runtime
+from device_sim.app import APP_PATH, app_body
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --rate: each round beside a process busy-looping on one core",
     )
+    parser.add_argument(
+        "--door",
+        choices=("mqtt", "oip", "tfserving"),
+        default="mqtt",
+        help="the front door to load: MQTT (with the naive peer), or A and B alone over HTTP "
+        "with the Open Inference Protocol request or the reference app's TF Serving request "
+        "(--in-flight 32 for them, as part 7 of make bench)",
+    )
     parser.add_argument("--a-args", default="", help="edge-runtime flags for A only")
     parser.add_argument("--b-args", default="", help="edge-runtime flags for B only")
     parser.add_argument("runtime_args", nargs="*", help="extra edge-runtime flags (after --)")
@@ -59,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, checkout, own in (("A", args.a, args.a_args), ("B", args.b, args.b_args)):
             port = stack.enter_context(broker(REPO))
             flags = [*args.runtime_args, *shlex.split(own)]
+            http_port = free_port()
+            if args.door != "mqtt":
+                flags = ["--http-port", str(http_port), *flags]
             served = stack.enter_context(
                 runtime(checkout.resolve(), port, args.registry.resolve(), *flags)
             )
-            servers[name] = (port, psutil.Process(served.pid), args.in_flight)
+            loaded = port if args.door == "mqtt" else http_port
+            servers[name] = (loaded, psutil.Process(served.pid), args.in_flight)
+        if args.door != "mqtt":
+            return _http(servers, args.door, args.rounds, args.seconds, args.out)
         if args.rate:
             return _latency(servers, args.rate, args.rounds, args.seconds, args.out, args.neighbour)
         port = stack.enter_context(broker(REPO))
@@ -100,6 +117,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _http(
+    servers: dict[str, tuple[int, psutil.Process, int]],
+    door: str,
+    rounds: int,
+    seconds: float,
+    out: Path | None,
+) -> int:
+    """A and B in alternating closed-loop rounds through one HTTP door."""
+    if door == "oip":
+        path, body = f"/v2/models/{MODEL_NAME}/infer", oip_body()
+    else:
+        path, body = APP_PATH, app_body(np.full((48, 48, 3), 128, np.uint8))
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    cpu: dict[str, list[float]] = {name: [] for name in servers}
+    for index in range(rounds):
+        for name in ("A", "B") if index % 2 == 0 else ("B", "A"):
+            port, process, in_flight = servers[name]
+            row = http_row(
+                name, door, f"http://127.0.0.1:{port}{path}", body, process, in_flight, seconds
+            )
+            rates[name].append(row.faces_per_s)
+            cpu[name].append(row.cpu_ms_per_face)
+            print(
+                f"round {index + 1} {name}: {row.faces_per_s:,.0f} req/s, "
+                f"{row.cpu_ms_per_face:.3f} CPU ms/request, p99 {row.p99_ms:.1f} ms, "
+                f"errors {row.errors}",
+                flush=True,
+            )
+    lines = [
+        f"| server | {door} requests/s per round | median | CPU ms/request (median) |",
+        "|---|---|---:|---:|",
+    ]
+    for name in servers:
+        lines.append(
+            f"| {name} | {', '.join(f'{r:,.0f}' for r in rates[name])} | "
+            f"{statistics.median(rates[name]):,.0f} | {statistics.median(cpu[name]):.3f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
     return 0
 
 
