@@ -77,7 +77,7 @@ def naive_peer(repo: Path, port: int, model: Path) -> Iterator[subprocess.Popen[
                 if time.monotonic() > deadline:
                     raise RuntimeError("the naive peer never answered")
                 probe.send("bench-000")
-                time.sleep(0.2)
+                probe.pump(0.2)
         finally:
             probe.close()
         yield started

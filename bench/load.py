@@ -1,14 +1,21 @@
-"""A light load generator: pre-rendered faces, one paho client, closed or open loop.
+"""A lean load generator: pre-rendered faces, one socket, one thread, closed or open loop.
 
 Lighter than the device fleet (no rendering or detection per frame), so on a 2-core machine
 it leaves the cores to the server under test. Latency is from the *intended* send time in
 open loop (no coordinated omission) and from the send in closed loop.
+
+It speaks MQTT v5 over a plain socket with the ``mqtt5`` codec, and the thread that calls a
+run both sends and receives: paho's network thread and a sending thread sharing the GIL had
+stalled answers for 20-30 ms every 55-60 ms at half load (``HOT-PATH.md``), a p99 of the
+load generator rather than of the server. Between runs nothing reads the socket.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
+import select
 import socket
 import threading
 import time
@@ -16,15 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import mqtt5
 import numpy as np
-import paho.mqtt.client as mqtt
 from hdrh.histogram import HdrHistogram
-from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sim.preprocessing import crop_face
 from edge_runtime import InputSpec, Normalization
 from edgeinfer.faces import FaceRenderer
 from edgeinfer.v1 import inference_pb2 as pb
+
+_QOS_1 = mqtt5.QoS.AT_LEAST_ONCE
+_READ_SIZE = 1 << 18
+_IDLE_S = 600  # the longest a load generator waits between runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +68,11 @@ def _faces(count: int) -> list[bytes]:
 
 
 class Load:
-    """Sends requests for ``devices`` devices on the broker at ``port`` and times answers."""
+    """Sends requests for ``devices`` devices on the broker at ``port`` and times answers.
+
+    Not thread-safe: one thread makes it, sends and runs it (an ``at`` action of
+    :meth:`open_loop` runs in a timer thread and must not touch it).
+    """
 
     def __init__(self, port: int, devices: int, root: str = "emotion/v1") -> None:
         self._root = root
@@ -66,35 +80,54 @@ class Load:
         self._faces = _faces(16)
         self._counter = itertools.count()
         self._run = f"{time.time_ns():x}"
-        self._lock = threading.Lock()
         self._sent: dict[str, tuple[float, str]] = {}
         self.histogram = HdrHistogram(1, 60_000_000, 3)
         self.server = HdrHistogram(1, 60_000_000, 3)  # the server's own receipt-to-answer
         self.samples: list[tuple[float, float]] = []  # (send time, latency s), for windows
         self.answered = self.errors = 0
         self._closed = False
-        self._connected = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"load-{time.time_ns()}")
-        self._client.max_inflight_messages_set(0)
-        self._client.max_queued_messages_set(0)
-        self._client.on_socket_open = self._nodelay
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", port)
-        self._client.loop_start()
-        if not self._connected.wait(10):
-            raise TimeoutError("load generator could not subscribe")
+        self._ids = itertools.cycle(range(1, 0x10000))
+        self._unacked = 0
+        self._waiting: collections.deque[bytes] = collections.deque()  # past Receive Maximum
+        self._out = bytearray()
+        self._in = b""
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._receive_max = self._handshake(f"load-{time.time_ns()}")
+        self._socket.setblocking(False)
 
-    @staticmethod
-    def _nodelay(_c: Any, _u: Any, sock: Any) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _handshake(self, client_id: str) -> int:
+        """CONNECT and SUBSCRIBE; the broker's Receive Maximum."""
+        self._socket.sendall(mqtt5.ConnectPacket(client_id, clean_start=True).write())
+        connack = self._await(mqtt5.ConnAckPacket)
+        if connack.reason_code != mqtt5.ConnAckReasonCode.SUCCESS:
+            raise ConnectionError(f"load generator refused: {connack.reason_code}")
+        # Nothing pings between runs: mosquitto answers "none" with its max_keepalive (65535 s).
+        if 0 < (connack.server_keep_alive or 0) < _IDLE_S:
+            raise ConnectionError(f"the broker keeps {connack.server_keep_alive} s alive")
+        topics = [mqtt5.TopicFilter(f"{self._root}/+/result", max_qos=_QOS_1)]
+        self._socket.sendall(mqtt5.SubscribePacket(next(self._ids), topics).write())
+        self._await(mqtt5.SubAckPacket)
+        return int(connack.receive_max)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
-        client.subscribe(f"{self._root}/+/result", qos=1)
-        client.on_subscribe = lambda *_: self._connected.set()
+    def _await(self, kind: type[Any]) -> Any:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                packet, used = mqtt5.read(memoryview(self._in))
+            except IndexError:  # not all there yet
+                chunk = self._socket.recv(_READ_SIZE)
+                if not chunk:
+                    raise ConnectionError("the broker closed the connection") from None
+                self._in += chunk
+                continue
+            self._in = self._in[used:]
+            if isinstance(packet, kind):
+                return packet
+        raise TimeoutError(f"load generator got no {kind.__name__}")
 
     def send(self, device: str, intended: float | None = None) -> None:
-        """Publish one one-face request for ``device``."""
+        """Queue one one-face request for ``device`` (written on the next turn of a run)."""
         number = next(self._counter)
         # Unique across runs: the runtime answers a request id it answered before from its
         # cache of recent answers (a device's retry), without running the model.
@@ -104,15 +137,60 @@ class Load:
         message = pb.InferenceRequest(
             request_id=request_id, device_id=device, faces=[pb.Face(pixels=tensor)]
         )
-        with self._lock:
-            self._sent[request_id] = (intended or time.perf_counter(), device)
-        self._client.publish(f"{self._root}/{device}/request", message.SerializeToString(), qos=1)
+        self._sent[request_id] = (intended or time.perf_counter(), device)
+        packet = mqtt5.PublishPacket(
+            f"{self._root}/{device}/request",
+            message.SerializeToString(),
+            qos=_QOS_1,
+            packet_id=next(self._ids),
+        ).write()
+        if self._unacked < self._receive_max:
+            self._unacked += 1
+            self._out += packet
+        else:
+            self._waiting.append(packet)
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        response = pb.InferenceResponse.FromString(bytes(message.payload))
+    def _turn(self, timeout_s: float) -> None:
+        """Write what is queued, then read and handle what arrives within ``timeout_s``."""
+        if self._out:
+            try:
+                written = self._socket.send(self._out)
+            except BlockingIOError:
+                written = 0
+            del self._out[:written]
+        writers = [self._socket] if self._out else []
+        readable, _, _ = select.select([self._socket], writers, [], max(0.0, timeout_s))
+        if not readable:
+            return
+        try:
+            chunk = self._socket.recv(_READ_SIZE)
+        except BlockingIOError:
+            return
+        if not chunk:
+            raise ConnectionError("the broker closed the load generator's connection")
+        data = memoryview(self._in + chunk if self._in else chunk)
+        start = 0
+        while start < len(data):
+            try:
+                packet, used = mqtt5.read(data[start:])
+            except IndexError:
+                break
+            start += used
+            if isinstance(packet, mqtt5.PublishPacket):
+                if packet.packet_id is not None:
+                    self._out += mqtt5.PubAckPacket(packet.packet_id).write()
+                self._answer(packet.payload)
+            elif isinstance(packet, mqtt5.PubAckPacket):
+                if self._waiting:
+                    self._out += self._waiting.popleft()
+                else:
+                    self._unacked -= 1
+        self._in = bytes(data[start:])
+
+    def _answer(self, payload: bytes) -> None:
+        response = pb.InferenceResponse.FromString(payload)
         now = time.perf_counter()
-        with self._lock:
-            sent = self._sent.pop(response.request_id, None)
+        sent = self._sent.pop(response.request_id, None)
         if sent is None:
             return
         self.histogram.record_value(max(1, int((now - sent[0]) * 1e6)))
@@ -123,6 +201,12 @@ class Load:
         self.errors += response.status != pb.STATUS_OK
         if self._closed:
             self.send(sent[1])
+
+    def pump(self, seconds: float) -> None:
+        """Send what is queued and handle answers for ``seconds``."""
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            self._turn(left)
 
     def _result(self, mode: str, load: float, seconds: float, sent: int) -> LoadResult:
         h = self.histogram
@@ -149,9 +233,9 @@ class Load:
         self.answered = self.errors = 0
 
     def _drain(self, timeout_s: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._sent and time.monotonic() < deadline:
-            time.sleep(0.01)
+        deadline = time.perf_counter() + timeout_s
+        while self._sent and (left := deadline - time.perf_counter()) > 0:
+            self._turn(min(left, 0.05))
 
     def closed_loop(
         self, seconds: float, warmup_s: float = 0.5, window: Callable[[], None] | None = None
@@ -164,12 +248,12 @@ class Load:
         self._closed = True
         for device in self._names:
             self.send(device)
-        time.sleep(warmup_s)
+        self.pump(warmup_s)
         self._reset()
         if window is not None:
             window()
         start = next(self._counter)
-        time.sleep(seconds)
+        self.pump(seconds)
         answered = self.answered
         if window is not None:
             window()
@@ -192,17 +276,24 @@ class Load:
         period = 1.0 / rate
         begin = time.perf_counter()
         count = int(rate * seconds)
-        for index in range(count):
-            intended = begin + index * period
-            delay = intended - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            self.send(self._names[index % len(self._names)], intended)
+        index = 0
+        while index < count:
+            now = time.perf_counter()
+            while index < count and (intended := begin + index * period) <= now:
+                self.send(self._names[index % len(self._names)], intended)
+                index += 1
+            # select() waits to the microsecond, where epoll's timeout is in milliseconds.
+            self._turn(begin + index * period - time.perf_counter())
         self._drain()
         elapsed = time.perf_counter() - begin
         return self._result("open", rate, min(elapsed, seconds), count)
 
     def close(self) -> None:
         """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        try:
+            self._socket.setblocking(True)
+            self._socket.sendall(bytes(self._out) + mqtt5.DisconnectPacket().write())
+        except OSError:
+            pass  # the broker is gone already
+        finally:
+            self._socket.close()
