@@ -59,12 +59,15 @@ def _read(document: Any, part: bytes) -> tuple[dict[str, Json], npt.NDArray[np.f
         values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
     except (TypeError, ValueError):  # a string, a boolean, null, an object among the numbers
         return None
-    request: dict[str, Json] = {
-        key: _python(value) for key, value in document.items() if key != "inputs"
-    }
-    request["inputs"] = [{key: _python(value) for key, value in tensor.items() if key != "data"}]
+    # items() would make Python of every value, ``data`` too: by key, the arrays stay lazy.
+    # A repeated key would read its first value here and its last in orjson.
+    keys, fields = list(document.keys()), list(tensor.keys())
+    if len(set(keys)) != len(keys) or len(set(fields)) != len(fields):
+        return None
+    request = {key: _python(document[key]) for key in keys if key != "inputs"}
+    request["inputs"] = [{key: _python(tensor[key]) for key in fields if key != "data"}]
     # Every '[' belongs to an array of the request as read here, to ``inputs`` or to ``data``;
-    # one more is an array inside ``data`` or a bracket in a string (or a repeated key).
+    # one more is an array inside ``data`` or a bracket in a string.
     if part.count(_OPEN) != _arrays(request) + 1:
         return None
     return request, values  # the buffer owns its copy of the numbers

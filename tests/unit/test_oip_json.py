@@ -107,6 +107,7 @@ def test_what_numpy_refuses_or_reads_otherwise_goes_to_the_general_path() -> Non
         b'{"inputs":[{"name":"face","data":[1,true]}]}',
         b'{"inputs":[{"name":"face","data":[1,2]},{"name":"face","data":[3]}]}',
         b'{"inputs":[{"name":"face","data":[1,2],"data":[3,[4]]}]}',
+        b'{"id":"a","id":"b","inputs":[{"name":"face","data":[1,2]}]}',
         b'{"inputs":[{"name":"face","data":3}]}',
         b'{"inputs":[{"name":"face"}]}',
         b'["inputs"]',
