@@ -112,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {', '.join(f'{r:,.0f}' for r in rates[name])} | {median:,.0f} | "
             f"{statistics.median(cpu[name]):.3f} | {median / naive:.2f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    return 0
+    return _report(lines, args.out)
 
 
 def _http(
@@ -157,12 +152,7 @@ def _http(
             f"| {name} | {', '.join(f'{r:,.0f}' for r in rates[name])} | "
             f"{statistics.median(rates[name]):,.0f} | {statistics.median(cpu[name]):.3f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    return 0
+    return _report(lines, out)
 
 
 def _latency(
@@ -200,6 +190,11 @@ def _latency(
             f"{statistics.median(p99[name]):.1f} | {', '.join(f'{v:.1f}' for v in own[name])} "
             f"| {statistics.median(own[name]):.1f} |"
         )
+    return _report(lines, out)
+
+
+def _report(lines: list[str], out: Path | None) -> int:
+    """Print the table, and write it to ``out`` when given."""
     text = "\n".join(lines) + "\n"
     print(text)
     if out is not None:
