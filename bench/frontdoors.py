@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,8 @@ class DoorRow:
     p99_ms: float
     cpu_ms_per_face: float
     errors: int
+    moved: float = 0.0  # (max - min) / median of faces/s over the rounds
+    rounds: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,81 +247,122 @@ def pytriton(model: Path, work: Path) -> Iterator[tuple[str, subprocess.Popen[by
         yield f"http://127.0.0.1:{http_port}/v2/models/{MODEL_NAME}/infer", started
 
 
+@dataclass(frozen=True, slots=True)
+class DoorRun:
+    """Part 7: one row per target and concurrency (medians over the rounds), the peers that
+    were not measured, and our OIP door over the best peer in each round at the highest
+    concurrency."""
+
+    rows: list[DoorRow]
+    skipped: list[Skipped]
+    vs_peers_rounds: list[float]
+
+
+_Target = tuple[str, str, Callable[[int, float], DoorRow]]
+
+
 def measure(
-    repo: Path, registry: Path, model: Path, concurrency: tuple[int, ...], seconds: float
-) -> tuple[list[DoorRow], list[Skipped]]:
-    """Every target at every concurrency; peers that cannot run are skipped with the reason."""
-    rows: list[DoorRow] = []
+    repo: Path,
+    registry: Path,
+    model: Path,
+    concurrency: tuple[int, ...],
+    seconds: float,
+    rounds: int = 3,
+) -> DoorRun:
+    """Every target at every concurrency in ``rounds`` interleaved rounds (order alternating),
+    every server up throughout, so that each round meets the same machine weather; peers
+    that cannot run are skipped with the reason."""
     skipped: list[Skipped] = []
     oip, app = oip_body(), app_body(np.full((48, 48, 3), 128, np.uint8))
     http_port = free_port()
-    with (
-        broker(repo) as port,
-        runtime(repo, port, registry, "--http-port", str(http_port)) as process,
-    ):
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(broker(repo))
+        process = stack.enter_context(runtime(repo, port, registry, "--http-port", str(http_port)))
         server = psutil.Process(process.pid)
         base = f"http://127.0.0.1:{http_port}"
-        for n in concurrency:
-            rows.append(
-                http_row(
-                    "edge runtime",
-                    "OIP (HTTP)",
-                    f"{base}/v2/models/{MODEL_NAME}/infer",
-                    oip,
-                    server,
-                    n,
-                    seconds,
-                )
-            )
-            rows.append(
-                http_row(
-                    "edge runtime",
-                    "TF Serving REST (app)",
-                    base + APP_PATH,
-                    app,
-                    server,
-                    n,
-                    seconds,
-                )
-            )
-            before = _tree_cpu_s(server)
-            mqtt = closed(port, n, seconds)
-            rows.append(
-                DoorRow(
-                    "edge runtime", "MQTT", n, mqtt.faces_per_s, mqtt.p50_ms, mqtt.p99_ms,
-                    (_tree_cpu_s(server) - before) / max(1, mqtt.answered) * 1000, mqtt.errors,
-                )
-            )  # fmt: skip
-    for name, peer in (
-        ("MLServer 1.7 (adaptive batching)", mlserver),
-        ("PyTriton (dynamic batcher)", pytriton),
-    ):
-        with tempfile.TemporaryDirectory(prefix="bench-peer-") as work:
+        oip_url = f"{base}/v2/models/{MODEL_NAME}/infer"
+        targets: list[_Target] = [
+            ("edge runtime", "OIP (HTTP)", _http(oip_url, oip, server)),
+            ("edge runtime", "TF Serving REST (app)", _http(base + APP_PATH, app, server)),
+            ("edge runtime", "MQTT", functools.partial(_mqtt_row, port, server)),
+        ]
+        for name, peer in (
+            ("MLServer 1.7 (adaptive batching)", mlserver),
+            ("PyTriton (dynamic batcher)", pytriton),
+        ):
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-peer-")))
             try:
-                with peer(model, Path(work)) as (url, started):
-                    server = psutil.Process(started.pid)
-                    for n in concurrency:
-                        rows.append(http_row(name, "OIP (HTTP)", url, oip, server, n, seconds))
+                url, started = stack.enter_context(peer(model, work))
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                log = next(Path(work).glob("*.log"), None)
+                log = next(work.glob("*.log"), None)
                 tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log else []
                 skipped.append(Skipped(name, f"{exc}{': ' + tail[0][:200] if tail else ''}"))
                 print(f"bench: {name} skipped: {skipped[-1].reason}", file=sys.stderr)
-    return rows, skipped
+                continue
+            targets.append((name, "OIP (HTTP)", _http(url, oip, psutil.Process(started.pid))))
+        measured: dict[tuple[str, str, int], list[DoorRow]] = {}
+        ratios: list[float] = []
+        for n in concurrency:
+            for index in range(rounds):
+                this_round: dict[tuple[str, str], DoorRow] = {}
+                for target, protocol, run in targets if index % 2 == 0 else targets[::-1]:
+                    row = dataclasses.replace(run(n, seconds), target=target, protocol=protocol)
+                    this_round[target, protocol] = row
+                    measured.setdefault((target, protocol, n), []).append(row)
+                peers = [r.faces_per_s for (t, _), r in this_round.items() if t != "edge runtime"]
+                if n == max(concurrency) and peers and max(peers) > 0:
+                    ours = this_round["edge runtime", "OIP (HTTP)"].faces_per_s
+                    ratios.append(ours / max(peers))
+    rows = [
+        _median_row(measured[target, protocol, n])
+        for n in concurrency
+        for target, protocol, _ in targets
+    ]
+    return DoorRun(rows, skipped, ratios)
 
 
-def markdown(rows: list[DoorRow], skipped: list[Skipped]) -> list[str]:
+def _http(url: str, body: bytes, server: psutil.Process) -> Callable[[int, float], DoorRow]:
+    return lambda n, seconds: http_row("", "", url, body, server, n, seconds)
+
+
+def _mqtt_row(port: int, server: psutil.Process, n: int, seconds: float) -> DoorRow:
+    before = _tree_cpu_s(server)
+    mqtt = closed(port, n, seconds)
+    cpu_ms = (_tree_cpu_s(server) - before) / max(1, mqtt.answered) * 1000
+    return DoorRow("", "", n, mqtt.faces_per_s, mqtt.p50_ms, mqtt.p99_ms, cpu_ms, mqtt.errors)
+
+
+def _median_row(rounds: list[DoorRow]) -> DoorRow:
+    """The rounds' medians (errors summed), and how far faces/s moved between them."""
+    rates = [r.faces_per_s for r in rounds]
+    middle = statistics.median(rates)
+    return DoorRow(
+        rounds[0].target,
+        rounds[0].protocol,
+        rounds[0].concurrency,
+        middle,
+        statistics.median(r.p50_ms for r in rounds),
+        statistics.median(r.p99_ms for r in rounds),
+        statistics.median(r.cpu_ms_per_face for r in rounds),
+        sum(r.errors for r in rounds),
+        (max(rates) - min(rates)) / middle if middle else 0.0,
+        len(rounds),
+    )
+
+
+def markdown(run: DoorRun) -> list[str]:
     """Part 7 as a Markdown table, skipped peers underneath."""
     lines = [
-        "| target | protocol | in flight | faces/s | p50 ms | p99 ms | server CPU ms/face "
-        "| errors |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | protocol | in flight | faces/s (median) | moved between rounds | p50 ms | "
+        "p99 ms | server CPU ms/face | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    for r in run.rows:
         lines.append(
             f"| {r.target} | {r.protocol} | {r.concurrency} | {r.faces_per_s:,.0f} | "
-            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_ms_per_face:.2f} | {r.errors} |"
+            f"{r.moved:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_ms_per_face:.2f} | "
+            f"{r.errors} |"
         )
-    for s in skipped:
+    for s in run.skipped:
         lines.append(f"\n{s.target}: not measured ({s.reason}).")
     return lines
