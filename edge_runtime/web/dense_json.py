@@ -83,12 +83,16 @@ def _regular(body: bytes, shape: list[int]) -> bool:
     themselves, and any bracket in the name breaks the count (general path). An empty array
     where one number belongs leaves the same skeleton; the caller's count of numbers finds it.
     """
+    # The shape comes from the first array at each level: a body whose later arrays are short
+    # could name a tensor far larger than itself. Each number takes a byte and a comma.
+    if 2 * math.prod(shape) > len(body) + 1:
+        return False
     skeleton = _skeleton(tuple(shape))
     structure = body.translate(None, _NUMBER_AND_BLANK)
     return structure.count(b"[") == skeleton.count(b"[") and skeleton in structure
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)  # the app sends one shape; others are rare
 def _skeleton(shape: tuple[int, ...]) -> bytes:
     inner = b"[" + b"," * (shape[-1] - 1) + b"]"
     for length in reversed(shape[:-1]):

@@ -8,7 +8,8 @@ and only the small rest of the request becomes Python objects.
 ``data`` may be nested in the protocol; numpy rejects ragged nesting where the buffer would
 flatten it silently, so any array inside ``data`` (counted by its '[') sends the request to
 the door's general path, as does anything else this path does not read as it is: no single
-input, a ``data`` that is not an array of numbers, a bracket in a string, a parse error.
+input, a ``data`` that is not an array of numbers, a bracket in a string, nesting deeper than
+Python's recursion limit, a parse error.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class InferRequestReader:
             return None
         try:
             return _read(document, part)
+        except RecursionError:  # arrays nested hundreds deep in the request's other fields
+            return None
         finally:
             del document  # the parser is reused only once nothing refers to its document
 

@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_runtime.web import dense_json
 from edge_runtime.web.dense_json import DenseInstances
 
 _numbers = st.floats(-1e6, 1e6, allow_nan=False, width=32) | st.integers(-1000, 1000)
@@ -83,6 +84,17 @@ def test_dense_tensors_take_the_fast_path_and_one_irregular_array_does_not(
     else:
         assert read is not None, body
         np.testing.assert_array_equal(read[0], expected.astype(np.float32))
+
+
+def test_a_body_naming_a_tensor_larger_than_itself_is_refused_at_once() -> None:
+    """The shape is read from each level's first array: 1000 x 1000 x 1000 here, in 12 kB,
+    whose skeleton would take 2 GB."""
+    first = [[0] * 1000] + [[0]] * 999
+    body = json.dumps({"instances": [first] + [[[0]]] * 999}, separators=(",", ":")).encode()
+    assert len(body) < 20_000
+    dense_json._skeleton.cache_clear()
+    assert DenseInstances().read(body) is None
+    assert dense_json._skeleton.cache_info().currsize == 0  # refused before it was built
 
 
 def test_the_reference_apps_request_is_read_on_the_fast_path() -> None:

@@ -111,6 +111,8 @@ def test_what_numpy_refuses_or_reads_otherwise_goes_to_the_general_path() -> Non
         b'{"inputs":[{"name":"face","data":3}]}',
         b'{"inputs":[{"name":"face"}]}',
         b'["inputs"]',
+        b'{"parameters":{"a":' + b"[" * 900 + b"]" * 900 + b'},"inputs":[{"data":[1]}]}',
         b"{not json",
     ):
         assert reader.read(body) is None, body
+    assert reader.read(b'{"inputs":[{"data":[1]}]}') is not None  # the parser is still usable
