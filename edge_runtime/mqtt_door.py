@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from edge_runtime import codec
-from edge_runtime.answers import RecentAnswers, Seen
+from edge_runtime.answers import RecentAnswers, Seen, digest
 from edge_runtime.errors import Overloaded, PayloadError
 from edge_runtime.futures import warn_on_failure
 from edge_runtime.messages import (
@@ -154,6 +154,7 @@ class _ReplyTo:
     topic: str
     correlation: bytes | None
     received_at: float
+    faces: int = 0  # the faces' digest, telling a retry from a reused request id
 
 
 class MqttDoor:
@@ -341,10 +342,11 @@ class MqttDoor:
             reply = self._reply_to(message, device, wire, received_at, exc.request_id)
             self._reject(reply, exc.reason, str(exc))
             return
+        faces = digest(request.faces)
         reply = self._reply_to(
-            message, device, wire, received_at, request.request_id, request.captured_at_ms
+            message, device, wire, received_at, request.request_id, request.captured_at_ms, faces
         )
-        seen, answer = self._recent.begin(device, request.request_id)
+        seen, answer = self._recent.begin(device, request.request_id, faces)
         if seen is not Seen.NEW:
             # A device's retry: never run the model twice for one request.
             self._metrics.duplicates.labels(seen.value).inc()
@@ -372,6 +374,7 @@ class MqttDoor:
         received_at: float,
         request_id: str = "",
         captured_at_ms: int = 0,
+        faces: int = 0,
     ) -> _ReplyTo:
         topic, ignored = self._topics.response(device, message.response_topic)
         if ignored:
@@ -391,6 +394,7 @@ class MqttDoor:
             topic=topic,
             correlation=message.correlation_data,
             received_at=received_at,
+            faces=faces,
         )
 
     def _reject(self, reply: _ReplyTo, reason: str, error: str) -> None:
@@ -420,12 +424,12 @@ class MqttDoor:
             captured_at_ms=reply.captured_at_ms,
         )
         if outcome.refinement:  # the cloud's answer after the edge's: its request is acked
-            self._recent.finish(reply.device, reply.request_id, response)
+            self._recent.finish(reply.device, reply.request_id, response, reply.faces)
             self._send(reply, response, ack=False)
             return
         self._requests[outcome.status].inc()
         self._request_seconds.observe(elapsed)
-        self._recent.finish(reply.device, reply.request_id, response)
+        self._recent.finish(reply.device, reply.request_id, response, reply.faces)
         self._send(reply, response)
 
     def _send(self, reply: _ReplyTo, response: Response, *, ack: bool = True) -> None:

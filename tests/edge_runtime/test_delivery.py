@@ -132,11 +132,16 @@ async def test_a_repeated_request_id_is_answered_without_running_the_model_again
         (again,) = await cam.receive(1)
         await cam.send(Request("other", "cam", 7, (face(2),)))
         await cam.receive(1)
+        # The device restarted and counts from the start again: same id, another face.
+        await cam.send(Request("once", "cam", 8, (face(3),)))
+        (reused,) = await cam.receive(1)
         faces = _sample(runtime, "edge_faces_total")
         answered_again = _sample(runtime, "edge_duplicate_requests_total", outcome="answered")
     assert first.status is Status.OK
     assert again == first
-    assert faces == 2
+    assert reused.status is Status.OK
+    assert reused.captured_at_ms == 8  # answered anew, not with the first request's answer
+    assert faces == 3
     assert answered_again == 1
 
 

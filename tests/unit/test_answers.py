@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from edge_runtime.answers import RecentAnswers, Seen
-from edge_runtime.messages import Response, Status
+import numpy as np
+
+from edge_runtime.answers import RecentAnswers, Seen, digest
+from edge_runtime.messages import FacePixels, Response, Status
 
 
 def ok(request_id: str) -> Response:
@@ -49,3 +51,27 @@ def test_no_capacity_or_no_request_id_turns_deduplication_off() -> None:
         recent.begin("cam", request_id)
         recent.finish("cam", request_id, ok(request_id))
         assert recent.begin("cam", request_id) == (Seen.NEW, None)
+
+
+def test_an_id_reused_for_other_faces_is_a_new_request_never_the_old_answer() -> None:
+    """A restarted device counting from 1 again: same id, other faces."""
+    first = digest([FacePixels(np.zeros((2, 2, 1), np.uint8))])
+    other = digest([FacePixels(np.ones((2, 2, 1), np.uint8))])
+    assert first != other
+    recent = RecentAnswers(4)
+    assert recent.begin("cam", "r1", first) == (Seen.NEW, None)
+    assert recent.begin("cam", "r1", first) == (Seen.IN_PROGRESS, None)
+    recent.finish("cam", "r1", ok("r1"), first)
+    assert recent.begin("cam", "r1", first) == (Seen.ANSWERED, ok("r1"))  # a retry
+    assert recent.begin("cam", "r1", other) == (Seen.NEW, None)  # not the old answer
+    assert recent.begin("cam", "r1", other) == (Seen.IN_PROGRESS, None)
+    answer = Response("r1", "cam", Status.OK, error="second")
+    recent.finish("cam", "r1", answer, other)
+    assert recent.begin("cam", "r1", other) == (Seen.ANSWERED, answer)
+    assert recent.begin("cam", "r1", first)[0] is Seen.NEW  # the old answer is gone
+
+
+def test_the_digest_reads_every_face_and_non_contiguous_pixels() -> None:
+    face = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
+    assert digest([FacePixels(face)]) != digest([FacePixels(face), FacePixels(face)])
+    assert digest([FacePixels(face[:, ::2])]) == digest([FacePixels(face[:, ::2].copy())])
