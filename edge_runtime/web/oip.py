@@ -9,6 +9,7 @@ or 3; outputs ``probabilities`` (FP32 [N, labels]) and ``label`` (BYTES [N]).
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -248,7 +249,7 @@ def _values(
     binary: memoryview,
     values: npt.NDArray[np.float64] | None,
 ) -> npt.NDArray[np.uint8 | np.float32]:
-    count = int(np.prod(shape))
+    count = math.prod(shape)  # sizes checked by the caller; np.prod costs more than it reads
     parameters = tensor.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
@@ -273,7 +274,7 @@ def _values(
     if not (flat.min(initial=0) >= 0 and flat.max(initial=0) <= 255):
         raise _bad(f"input '{INPUT}': UINT8 values must be whole numbers 0..255")
     pixels = flat.astype(np.uint8)
-    if not np.array_equal(pixels, flat):
+    if not (pixels == flat).all():
         raise _bad(f"input '{INPUT}': UINT8 values must be whole numbers 0..255")
     return pixels.reshape(shape)
 
