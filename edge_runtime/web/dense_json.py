@@ -87,9 +87,9 @@ def _regular(body: bytes, shape: list[int]) -> bool:
     # could name a tensor far larger than itself. Each number takes a byte and a comma.
     if 2 * math.prod(shape) > len(body) + 1:
         return False
-    skeleton = _skeleton(tuple(shape))
+    arrays = sum(math.prod(shape[:level]) for level in range(len(shape)))  # the skeleton's '['
     structure = body.translate(None, _NUMBER_AND_BLANK)
-    return structure.count(b"[") == skeleton.count(b"[") and skeleton in structure
+    return structure.count(b"[") == arrays and _skeleton(tuple(shape)) in structure
 
 
 @functools.lru_cache(maxsize=8)  # the app sends one shape; others are rare
