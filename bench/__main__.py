@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling, endtoend, frontdoors, payload, resources
+from bench.ceiling import IdleRow
 from bench.load import LoadResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ TARGET_SWAP_P99_RATIO = 2.0
 TARGET_VS_PEERS = 1.5  # our Open Inference Protocol door against the best peer, faces/s
 TARGET_TFSERVING_RPS = 1000.0  # the TF Serving door, the reference app's request, best concurrency
 TARGET_CONTENDED_P99_RATIO = 2.0  # p99 at half load beside a busy neighbour over p99 alone
+IDLE_GAP_S = 0.001  # the idle gap between faces for part 1's after-idle figure
 
 
 def _machine() -> dict[str, object]:
@@ -131,6 +133,7 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
             "(no full-int8 export registered: `make demo` or `cloud-trainer train "
             "--version X` makes one)",
         ]
+    lines += ["", *_after_idle(parts.idle)]
     ratios = result["ratios"]
     lines += [
         "",
@@ -164,6 +167,11 @@ def _markdown(result: dict[str, Any], parts: Parts) -> str:
         f"{_verdict(ratios['p99_at_half_ms'] <= TARGET_P99_AT_HALF_MS)} |",
         f"| the same, the runtime's own receipt-to-answer time (ms) | "
         f"{ratios['p99_at_half_server_ms']:.1f} | (beside it) | |",
+        f"| (bound) p99 at the same rate in part 8's rounds: runtime / naive peer (ms) | "
+        f"{ratios['p99_at_half_alone_ms']:.1f} / {ratios['p99_at_half_naive_ms']:.1f} | | |",
+        f"| (bound) the interpreter alone, a face after the core idled "
+        f"{IDLE_GAP_S * 1000:g} ms / back to back (2 threads, part 1) | "
+        f"{ratios['interpreter_after_idle']:.2f} | | |",
         "",
         f"**4. Swap under load** (open loop at {parts.swap.rate:,.0f} req/s, a new version pushed "
         "through the twin a third of the way in)",
@@ -285,6 +293,44 @@ def _contended(part: endtoend.Contended, ratio: float) -> list[str]:
         "",
         f"Median p99 contended / alone: {ratio:.2f} (target ≤ {TARGET_CONTENDED_P99_RATIO:g}: "
         f"{_verdict(ratio <= TARGET_CONTENDED_P99_RATIO)}).",
+        *_naive_contended(part),
+    ]
+
+
+def _naive_contended(part: endtoend.Contended) -> list[str]:
+    if not part.naive_alone:
+        return []
+    return [
+        "",
+        "The naive peer in the same rounds, at the same rate, on its own broker (the machine's "
+        "figure: what hand-written serving gets here):",
+        "",
+        "| round | p50 ms alone | p99 ms alone | p50 ms contended | p99 ms contended | "
+        "errors | lost |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i + 1} | {a.p50_ms:.1f} | {a.p99_ms:.1f} | {c.p50_ms:.1f} | {c.p99_ms:.1f} | "
+            f"{a.errors + c.errors} | {a.lost + c.lost} |"
+            for i, (a, c) in enumerate(zip(part.naive_alone, part.naive_contended, strict=True))
+        ),
+        "",
+        f"Naive peer's median p99 contended / alone: {part.naive_p99_ratio:.2f}.",
+    ]
+
+
+def _after_idle(rows: list[ceiling.IdleRow]) -> list[str]:
+    """Part 1's second table: one face back to back, and after the core idled."""
+    return [
+        "A face after the core idled (float32, batch 1, median of one face's set_tensor and "
+        "invoke; alternating blocks): a server below saturation meets this between requests.",
+        "",
+        "| threads | back to back ms | after idling ms | ratio |",
+        "|---:|---:|---:|---:|",
+        *(
+            f"| {r.threads} | {r.back_to_back_ms:.3f} | {r.after_idle_ms:.3f} "
+            f"({r.gap_ms:g} ms asleep) | {r.ratio:.2f} |"
+            for r in rows
+        ),
     ]
 
 
@@ -317,6 +363,7 @@ class Parts:
     payload: list[payload.PayloadRow]
     doors: frontdoors.DoorRun
     contended: endtoend.Contended
+    idle: list[IdleRow]
 
 
 def _e2e_plot(parts: Parts, path: Path) -> None:
@@ -369,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row.faces_per_s:,.0f} faces/s"
                 )
                 ceiling_rows.append(row)
+    idle_rows = [
+        ceiling.after_idle(files["float32"], threads, IDLE_GAP_S, 100 if args.smoke else 2000)
+        for threads in (1, 2)
+    ]
     print("runtime end to end ...")
     in_flight = (1, 8) if args.smoke else (1, 8, 64, 256)
     closed_rows, open_rows, under_load = endtoend.measure_runtime(
@@ -381,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime_max = rounds_run.median(rounds_run.runtime).faces_per_s
     print("half load beside a busy neighbour ...")
     contended = endtoend.measure_contended(
-        REPO, args.registry, runtime_max * 0.5, run_s, 1 if args.smoke else 3
+        REPO, args.registry, files["float32"], runtime_max * 0.5, run_s, 1 if args.smoke else 3
     )
     print("swap under load ...")
     swap = endtoend.measure_swap(REPO, args.registry, best * 0.5, 3.0 if args.smoke else 9.0)
@@ -408,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         payload_rows,
         doors,
         contended,
+        idle_rows,
     )
     ceiling_2 = max(r.faces_per_s for r in ceiling_rows if (r.variant, r.threads) == ("float32", 2))
     fastest = {
@@ -436,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "peers_skipped": [asdict(s) for s in doors.skipped],
         "vs_peers_rounds": doors.vs_peers_rounds,
         "contended": asdict(contended),
+        "interpreter_after_idle": [asdict(r) for r in idle_rows],
         "ratios": {
             "vs_peers": statistics.median(doors.vs_peers_rounds) if doors.vs_peers_rounds else 0.0,
             "vs_ceiling": runtime_max / ceiling_2,
@@ -447,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
                 default=0.0,
             ),
             "contended_p99_ratio": contended.p99_ratio,
+            "contended_p99_ratio_naive": contended.naive_p99_ratio,
+            "p99_at_half_naive_ms": statistics.median(r.p99_ms for r in contended.naive_alone),
+            "p99_at_half_alone_ms": statistics.median(r.p99_ms for r in contended.alone),
+            "interpreter_after_idle": idle_rows[1].ratio,
             "p99_at_half_ms": half.p99_ms,
             "p99_at_half_server_ms": half.server_p99_ms,
             "swap_p99": swap_p99,

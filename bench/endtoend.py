@@ -4,6 +4,7 @@ runtime's RSS and CPU under load. Each server runs in its own process on a fresh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -311,18 +312,32 @@ def measure_swap(repo: Path, registry: Path, rate: float, seconds: float) -> Swa
 
 @dataclass(frozen=True, slots=True)
 class Contended:
-    """The runtime at one open-loop rate, alone and beside a busy-looping process."""
+    """The runtime and the naive peer at one open-loop rate, alone and beside a busy-looping
+    process, in the same alternating rounds."""
 
     rate: float
     settle_s: float  # the neighbour ran this long before a contended round was measured
     alone: list[LoadResult]
     contended: list[LoadResult]
+    naive_alone: list[LoadResult] = dataclasses.field(default_factory=list)
+    naive_contended: list[LoadResult] = dataclasses.field(default_factory=list)
 
     @property
     def p99_ratio(self) -> float:
         """Median contended p99 over median p99 alone."""
-        alone = float(np.median([r.p99_ms for r in self.alone]))
-        return float(np.median([r.p99_ms for r in self.contended])) / alone if alone else 0.0
+        return _p99_ratio(self.alone, self.contended)
+
+    @property
+    def naive_p99_ratio(self) -> float:
+        """The same for the naive peer."""
+        return _p99_ratio(self.naive_alone, self.naive_contended)
+
+
+def _p99_ratio(alone: list[LoadResult], contended: list[LoadResult]) -> float:
+    if not alone or not contended:
+        return 0.0
+    base = float(np.median([r.p99_ms for r in alone]))
+    return float(np.median([r.p99_ms for r in contended])) / base if base else 0.0
 
 
 @contextlib.contextmanager
@@ -337,16 +352,36 @@ def busy_neighbour() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def measure_contended(
-    repo: Path, registry: Path, rate: float, seconds: float, rounds: int, settle_s: float = 1.0
+    repo: Path,
+    registry: Path,
+    model: Path,
+    rate: float,
+    seconds: float,
+    rounds: int,
+    settle_s: float = 1.0,
 ) -> Contended:
-    """Open loop at ``rate``: rounds alone and beside ``busy_neighbour``, alternating."""
-    alone, contended = [], []
-    with broker(repo) as port, runtime(repo, port, registry):
-        open_at(port, rate, 1.0)  # warm-up
-        for _ in range(rounds):
-            alone.append(open_at(port, rate, seconds))
-            with busy_neighbour():
+    """Open loop at ``rate``: the runtime and the naive peer (``model``), each on its own broker
+    and up throughout, alone and beside ``busy_neighbour``; rounds alternate which goes first.
+    The naive peer's figures are the machine's: what hand-written serving gets here."""
+    found: dict[str, tuple[list[LoadResult], list[LoadResult]]] = {
+        "runtime": ([], []),
+        "naive": ([], []),
+    }
+    with contextlib.ExitStack() as stack:
+        ports = {
+            "runtime": stack.enter_context(broker(repo)),
+            "naive": stack.enter_context(broker(repo)),
+        }
+        stack.enter_context(runtime(repo, ports["runtime"], registry))
+        stack.enter_context(naive_peer(repo, ports["naive"], model))
+        for port in ports.values():
+            open_at(port, rate, 1.0)  # warm-up
+        for index in range(rounds):
+            for who in ("runtime", "naive") if index % 2 == 0 else ("naive", "runtime"):
+                alone, contended = found[who]
+                alone.append(open_at(ports[who], rate, seconds))
+                with busy_neighbour():
+                    time.sleep(settle_s)
+                    contended.append(open_at(ports[who], rate, seconds))
                 time.sleep(settle_s)
-                contended.append(open_at(port, rate, seconds))
-            time.sleep(settle_s)
-    return Contended(rate, settle_s, alone, contended)
+    return Contended(rate, settle_s, *found["runtime"], *found["naive"])

@@ -51,8 +51,21 @@ def test_bench_smoke_writes_json_markdown_and_plot(registry: Path, tmp_path: Pat
     contended = result["contended"]
     assert len(contended["alone"]) == len(contended["contended"]) == 1
     assert all(r["lost"] == 0 for r in contended["alone"] + contended["contended"])
+    # the naive peer met the same rounds: the machine's own figures beside ours
+    assert len(contended["naive_alone"]) == len(contended["naive_contended"]) == 1
+    assert all(r["lost"] == 0 for r in contended["naive_alone"] + contended["naive_contended"])
     assert "**8. Beside a busy neighbour**" in markdown
-    for ratio in ("cpu_vs_interpreter", "tfserving_rps", "contended_p99_ratio"):
+    assert "The naive peer in the same rounds" in markdown
+    assert [r["threads"] for r in result["interpreter_after_idle"]] == [1, 2]
+    assert "A face after the core idled" in markdown
+    for ratio in (
+        "cpu_vs_interpreter",
+        "tfserving_rps",
+        "contended_p99_ratio",
+        "contended_p99_ratio_naive",
+        "p99_at_half_naive_ms",
+        "interpreter_after_idle",
+    ):
         assert result["ratios"][ratio] > 0, ratio
     naive = result["naive_peer"]
     assert naive["answered"] > 0
