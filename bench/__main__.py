@@ -282,18 +282,25 @@ def _contended(part: endtoend.Contended, ratio: float) -> list[str]:
         "runtime's maximum; rounds alone and with another process busy-looping on one core, "
         f"alternating; each contended round begins {part.settle_s:g} s after the neighbour)",
         "",
+        *_rounds_table(part.alone, part.contended),
+        "",
+        f"Median p99 contended / alone: {ratio:.2f} (target ≤ {TARGET_CONTENDED_P99_RATIO:g}: "
+        f"{_verdict(ratio <= TARGET_CONTENDED_P99_RATIO)}).",
+        *_naive_contended(part),
+    ]
+
+
+def _rounds_table(alone: list[LoadResult], contended: list[LoadResult]) -> list[str]:
+    """Each round's latency alone and beside the neighbour."""
+    return [
         "| round | p50 ms alone | p99 ms alone | p50 ms contended | p99 ms contended | "
         "errors | lost |",
         "|---:|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {i + 1} | {a.p50_ms:.1f} | {a.p99_ms:.1f} | {c.p50_ms:.1f} | {c.p99_ms:.1f} | "
             f"{a.errors + c.errors} | {a.lost + c.lost} |"
-            for i, (a, c) in enumerate(zip(part.alone, part.contended, strict=True))
+            for i, (a, c) in enumerate(zip(alone, contended, strict=True))
         ),
-        "",
-        f"Median p99 contended / alone: {ratio:.2f} (target ≤ {TARGET_CONTENDED_P99_RATIO:g}: "
-        f"{_verdict(ratio <= TARGET_CONTENDED_P99_RATIO)}).",
-        *_naive_contended(part),
     ]
 
 
@@ -305,14 +312,7 @@ def _naive_contended(part: endtoend.Contended) -> list[str]:
         "The naive peer in the same rounds, at the same rate, on its own broker (the machine's "
         "figure: what hand-written serving gets here):",
         "",
-        "| round | p50 ms alone | p99 ms alone | p50 ms contended | p99 ms contended | "
-        "errors | lost |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {i + 1} | {a.p50_ms:.1f} | {a.p99_ms:.1f} | {c.p50_ms:.1f} | {c.p99_ms:.1f} | "
-            f"{a.errors + c.errors} | {a.lost + c.lost} |"
-            for i, (a, c) in enumerate(zip(part.naive_alone, part.naive_contended, strict=True))
-        ),
+        *_rounds_table(part.naive_alone, part.naive_contended),
         "",
         f"Naive peer's median p99 contended / alone: {part.naive_p99_ratio:.2f}.",
     ]

@@ -19,6 +19,7 @@ from edge_runtime.backends.base import Model
 from edge_runtime.batching import BatchOutcome, BatchStats, Job, MicroBatcher
 from edge_runtime.messages import FacePixels, FaceResult, ModelRef, SampleSource, Status
 from edge_runtime.metrics import Metrics
+from edge_runtime.placement import Placement
 from edge_runtime.settings import BatchSettings
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class InferenceService:
             clock=clock,
             on_batch=self._observe_batch,
             on_loop=settings.on_loop,
+            placement=Placement() if settings.off_loop_when_busy else None,
         )
 
     @property

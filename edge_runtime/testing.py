@@ -53,6 +53,7 @@ class FakeModel:
         self._spec = InputSpec(side, side, 1, Normalization.UNIT)
         self.fail_next = fail_next
         self.batches: list[int] = []  # faces per batch run, in order
+        self.threads_asked: list[int | None] = []  # ``predict``'s threads, per call
         self.closed = False
 
     @property
@@ -80,8 +81,11 @@ class FakeModel:
         """What it was given."""
         return self._offload_scores
 
-    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``predict_now``, as a coroutine."""
+    async def predict(
+        self, batch: npt.NDArray[np.float32], *, threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """``predict_now``, as a coroutine (``threads`` noted in ``threads_asked``)."""
+        self.threads_asked.append(threads)
         return self.predict_now(batch)
 
     def predict_now(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -43,8 +43,13 @@ class Model(Protocol):
         """Each hard-example score's percentiles on the calibration faces (empty: none)."""
         ...
 
-    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Probabilities, shape (N, labels), for an (N, H, W, C) batch, off the event loop."""
+    async def predict(
+        self, batch: npt.NDArray[np.float32], *, threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Probabilities, shape (N, labels), for an (N, H, W, C) batch, off the event loop.
+
+        ``threads``: interpreter threads, where the engine takes a count (None: its own).
+        """
         ...
 
     def predict_now(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -105,7 +110,9 @@ class ManifestModel:
         """Percentiles of each hard-example score over the calibration faces (this file)."""
         return self._offload_scores
 
-    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _run(
+        self, batch: npt.NDArray[np.float32], threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
         raise NotImplementedError
 
     def warm_up(self) -> None:
@@ -117,10 +124,12 @@ class ManifestModel:
         """One step per batch shape the model will see."""
         raise NotImplementedError
 
-    async def predict(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    async def predict(
+        self, batch: npt.NDArray[np.float32], *, threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
         """Probabilities for ``batch``, computed on the model's worker thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, batch)
+        return await loop.run_in_executor(self._executor, self._run, batch, threads)
 
     def predict_now(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Probabilities for ``batch``, computed on the calling thread."""

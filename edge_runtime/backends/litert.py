@@ -70,7 +70,9 @@ class LiteRtModel(ManifestModel):
     The thread count is chosen by measurement for each bucket (``ThreadChoice``): what one
     face costs depends on the batch size, so only batches of one size are compared. Only the
     chosen count's interpreters are kept (the others, 22 MB of RSS here, are made again when
-    tried). Batches run on the caller's thread or a dedicated worker.
+    tried). Batches run on the caller's thread or a dedicated worker; a batch given a thread
+    count (off the loop while the loop thread is saturated: ``edge_runtime.placement``) runs on
+    that count's interpreters, made when first needed.
     """
 
     def __init__(self, path: Path, *, manifest: Manifest, threads: int, max_batch: int) -> None:
@@ -102,7 +104,13 @@ class LiteRtModel(ManifestModel):
             self._interpreters[(threads, bucket)] = entry
         return entry
 
-    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _run(
+        self, batch: npt.NDArray[np.float32], threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """``batch`` on the chosen thread count per bucket, or on ``threads`` when given.
+
+        A given count is not timed for the choice: it runs where the choice's costs do not apply.
+        """
         count = len(batch)
         outputs = []
         start = 0
@@ -110,17 +118,25 @@ class LiteRtModel(ManifestModel):
             # Largest bucket that fits: 13 faces run as 8 + 4 + 1, never padded.
             remaining = count - start
             bucket = max(b for b in self._buckets if b <= remaining)
-            choice = self.thread_choices[bucket]
-            best, threads = choice.best, choice.threads()
-            started = time.perf_counter()
-            outputs.append(self._invoke(batch[start : start + bucket], threads, bucket))
-            choice.record(threads, bucket, time.perf_counter() - started)
-            if choice.best != best:
-                self._chosen(bucket)
-            if threads != choice.best and choice.exploring is None:
-                self._drop(threads, bucket)  # tried and not kept
+            part = batch[start : start + bucket]
+            if threads is None:
+                outputs.append(self._chosen_run(part, bucket))
+            else:
+                outputs.append(self._invoke(part, threads, bucket))
             start += bucket
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _chosen_run(self, part: npt.NDArray[np.float32], bucket: int) -> npt.NDArray[np.float32]:
+        choice = self.thread_choices[bucket]
+        best, threads = choice.best, choice.threads()
+        started = time.perf_counter()
+        output = self._invoke(part, threads, bucket)
+        choice.record(threads, bucket, time.perf_counter() - started)
+        if choice.best != best:
+            self._chosen(bucket)
+        if threads != choice.best and choice.exploring is None:
+            self._drop(threads, bucket)  # tried and not kept
+        return output
 
     def _invoke(
         self, batch: npt.NDArray[np.float32], threads: int, bucket: int

@@ -58,7 +58,10 @@ class TfModel(ManifestModel):
             self._executor.shutdown(wait=False)
             raise ModelRejected(manifest.ref.version, f"TensorFlow cannot load it: {exc}") from exc
 
-    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _run(
+        self, batch: npt.NDArray[np.float32], threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        del threads  # TensorFlow's pools are sized once per process
         return np.asarray(self._fn(batch), dtype=np.float32)
 
     def warm_up_steps(self) -> Sequence[Callable[[], object]]:

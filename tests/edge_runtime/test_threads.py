@@ -160,3 +160,22 @@ def test_noisy_costs_beside_a_lasting_neighbour_do_not_bring_retries_every_secon
         tries += threads == 1
         clock.now += 0.01
     assert tries <= 4 * 3, f"{tries} batches on the other count in 20 s"
+
+
+async def test_a_batch_given_a_thread_count_runs_on_it_and_leaves_the_choice_alone(
+    registry: Path,
+) -> None:
+    manifest = read_manifest(registry / "emotion" / "1.0.0" / "manifest.json")
+    model = open_model_files(manifest, "float32", BackendKind.LITERT, threads=2, max_batch=4)
+    try:
+        assert isinstance(model, LiteRtModel)
+        model.warm_up()
+        faces = np.random.default_rng(0).uniform(0, 1, (5, 64, 64, 1)).astype(np.float32)
+        chosen = model.predict_now(faces)
+        costs = {b: model.thread_choices[b].costs for b in (1, 2, 4)}
+        alone = await model.predict(faces, threads=1)  # off the loop, one interpreter thread
+        np.testing.assert_allclose(alone, chosen, atol=1e-5)
+        assert {(1, 4), (1, 1)} <= set(model._interpreters)  # 5 faces ran as 4 + 1
+        assert {b: model.thread_choices[b].costs for b in (1, 2, 4)} == costs
+    finally:
+        model.close()
