@@ -11,13 +11,15 @@ docs/benchmarks.md).
 
 So it is decided by measurement, over one-second windows on the loop thread. While the loop
 thread is saturated (busy 90 % of a window or more), its faces a second are noted; batches
-leave it when the worker answered more faces a second when last tried, or, never tried, when
-the loop's own work outweighs the model's. Off the loop, they stay while the worker answers
-more than the saturated loop did, and come back otherwise: the model on the worker
-was the bottleneck (the MQTT door), requests took turns (one or a few in flight), or the load
-went. The worker's figure is the best window of its last stint, forgotten after a minute on
-the loop (loads change). Two windows in a row must agree before the batches move, and batches
-that come back within ten windows need twice as many windows to leave again.
+leave it when the loop's own work outweighs the model's and the worker, if tried lately,
+answered more faces a second. Off the loop they stay while the worker answers more than the
+saturated loop did, and come back otherwise (the model on the worker was the bottleneck,
+requests took turns with one or a few in flight, or the load went), or at once when the
+loop's own work no longer outweighs what the model cost on the loop (another load, such as
+the MQTT door's). The worker's figure is the best window of its last stint, forgotten after
+a minute on the loop (loads change). Otherwise two windows in a row must agree before the
+batches move, and batches that come back within ten windows because the worker answered
+fewer need twice as many windows to leave again.
 """
 
 from __future__ import annotations
@@ -62,12 +64,14 @@ class Placement:
         self._model_s = 0.0  # model time this window, wherever it ran
         self._faces = 0
         self._loop_rate = 0.0  # faces/s of the last window with the loop thread saturated
+        self._model_per_face = 0.0  # the model's seconds a face on the loop, last measured
         self._worker_rate: float | None = None  # best faces/s of the last stint off the loop
         self._windows_on = 0  # windows measured since batches last came back to the loop
         self.last = (0.0, 0.0, 0.0)  # the last window's loop busy share, model share, faces/s
         self._votes = 0
         self._needed = _WINDOWS  # windows that must agree before batches leave the loop
         self._windows_off = 0  # windows measured since batches last left the loop
+        self._misjudged = False  # this window: off the loop, the worker answered fewer
 
     def ran(self, model_s: float, faces: int) -> bool:
         """Count one batch (run where ``on_loop`` said); True if the next batches move."""
@@ -80,28 +84,37 @@ class Placement:
         loop_s = self._cpu() - self._cpu_started
         busy, rate = loop_s / wall, self._faces / wall
         self.last = (busy, self._model_s / wall, rate)
+        own_s = loop_s - self._model_s if self.on_loop else loop_s
+        self._misjudged = False
         if self.on_loop:
             move, needed = False, self._needed
             self._windows_on += 1
             if self._windows_on > _FORGET:
                 self._worker_rate = None
+            if self._faces:
+                self._model_per_face = self._model_s / self._faces
             if busy >= _SATURATED:
                 self._loop_rate = rate
-                if self._worker_rate is None:  # never tried: worth it if the loop's own work
-                    move = loop_s - self._model_s > self._model_s  # outweighs the model's
-                else:
-                    move = self._worker_rate > _BETTER * rate
+                # Worth a try only if the loop's own work outweighs the model's, and the
+                # worker, if tried lately, answered more.
+                move = own_s > self._model_s and (
+                    self._worker_rate is None or self._worker_rate > _BETTER * rate
+                )
         else:
             first = self._windows_off == 0
             self._worker_rate = rate if first else max(rate, self._worker_rate or 0.0)
-            move, needed = rate < _KEPT * self._loop_rate, _WINDOWS
+            # Back when the loop's own work no longer outweighs the model's (another load:
+            # the MQTT door's), or when the worker answers fewer than the saturated loop did.
+            lighter = own_s < self._model_per_face * self._faces
+            self._misjudged = not lighter and rate < _KEPT * self._loop_rate
+            move, needed = lighter or self._misjudged, 1 if lighter else _WINDOWS
             self._windows_off += 1
         self._started, self._cpu_started = now, self._cpu()
         self._model_s, self._faces = 0.0, 0
         self._votes = self._votes + 1 if move else 0
         if self._votes < needed:
             return False
-        if not self.on_loop and self._windows_off <= _SOON:
+        if not self.on_loop and self._misjudged and self._windows_off <= _SOON:
             self._needed = min(2 * self._needed, _MOST_WINDOWS)
         self.on_loop, self._votes, self._windows_off, self._windows_on = not self.on_loop, 0, 0, 0
         return True

@@ -173,7 +173,7 @@ class BatchSettings:
         "With on_loop: while the event loop's thread is saturated by its own work (HTTP "
         "requests, JSON) more than by the model, try batches on the model's worker thread on "
         "one interpreter thread, and keep them there while that answers more faces a second "
-        "(measured: the TF Serving door 798 -> 876 requests/s at 32 in flight; "
+        "(measured: the TF Serving door 872 -> 965 requests/s at 32 in flight; "
         "docs/benchmarks.md).",
     )
 

@@ -76,8 +76,7 @@ def test_they_come_back_when_the_worker_answers_fewer_than_the_loop_did() -> Non
     p = placement(clocks)
     clocks.window(p, *MQTT_ON_LOOP)
     p.on_loop = False  # as if a burst of HTTP had moved them
-    assert not clocks.window(p, *MQTT_OFF_LOOP)
-    assert clocks.window(p, *MQTT_OFF_LOOP)
+    assert clocks.window(p, *MQTT_OFF_LOOP)  # one window: the loop's own work is light
     assert p.on_loop
     for _ in range(40):  # and the worker, measured, is not tried again
         assert not clocks.window(p, 1.0, 0.4, 2000)
@@ -205,3 +204,17 @@ def test_a_batcher_told_to_run_off_the_loop_has_no_placement() -> None:
         on_loop=False, placement=Placement(),
     )  # fmt: skip
     assert b.placement is None
+
+
+def test_another_load_whose_model_outweighs_the_loops_work_brings_them_back_at_once() -> None:
+    # An HTTP stint, then MQTT traffic: faces/s higher than the HTTP loop's, yet the loop's own
+    # work per face far below what the model costs on the loop.
+    clocks = Clocks()
+    p = placement(clocks)
+    moved_off(clocks, p, TF_ON_LOOP)
+    clocks.window(p, *TF_OFF_LOOP)
+    assert clocks.window(p, *MQTT_OFF_LOOP)  # at once: a clear sign of another load
+    assert p.on_loop
+    for _ in range(5):
+        assert not clocks.window(p, *MQTT_ON_LOOP)
+    moved_off(clocks, p, TF_ON_LOOP)  # no wait added: the worker did not answer fewer
