@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from ai_edge_litert.interpreter import Interpreter
 
 
@@ -21,8 +22,10 @@ class CeilingRow:
     cpu_ms_per_face: float = 0.0  # every thread of the process, the interpreter's own included
 
 
-def measure(model: Path, variant: str, threads: int, batch: int, seconds: float) -> CeilingRow:
-    """Invoke ``model`` at ``batch`` repeatedly for ``seconds``; faces per second."""
+def _warmed(
+    model: Path, threads: int, batch: int
+) -> tuple[Interpreter, int, npt.NDArray[np.float32]]:
+    """An interpreter sized for ``batch`` faces, its input index and a batch, run once."""
     interpreter = Interpreter(model_path=str(model), num_threads=threads)
     index = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(index, [batch, 64, 64, 1], strict=False)
@@ -30,6 +33,12 @@ def measure(model: Path, variant: str, threads: int, batch: int, seconds: float)
     data = np.random.default_rng(0).uniform(-1, 1, (batch, 64, 64, 1)).astype(np.float32)
     interpreter.set_tensor(index, data)
     interpreter.invoke()  # warm-up
+    return interpreter, index, data
+
+
+def measure(model: Path, variant: str, threads: int, batch: int, seconds: float) -> CeilingRow:
+    """Invoke ``model`` at ``batch`` repeatedly for ``seconds``; faces per second."""
+    interpreter, index, data = _warmed(model, threads, batch)
     runs = 0
     start, cpu = time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - start) < seconds:
@@ -61,12 +70,7 @@ def after_idle(model: Path, threads: int, gap_s: float, faces: int, blocks: int 
     """Batch-1 faces of ``model`` back to back and each after ``gap_s`` asleep, in alternating
     blocks (so both meet the same machine): what a server that is not saturated sees, since
     between its requests the core idles. Medians of the per-face times."""
-    interpreter = Interpreter(model_path=str(model), num_threads=threads)
-    index = interpreter.get_input_details()[0]["index"]
-    interpreter.allocate_tensors()
-    data = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 1)).astype(np.float32)
-    interpreter.set_tensor(index, data)
-    interpreter.invoke()  # warm-up
+    interpreter, index, data = _warmed(model, threads, 1)
     times: dict[bool, list[float]] = {False: [], True: []}
     for block in range(2 * blocks):
         idle = block % 2 == 1

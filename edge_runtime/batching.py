@@ -231,9 +231,9 @@ class MicroBatcher:
                 if placement.on_loop
                 else f"on the model's worker thread ({WORKER_THREADS} interpreter thread): "
                 "the loop thread is saturated by its own work",
-                100 * placement.last[0],
-                100 * placement.last[1],
-                placement.last[2],
+                100 * placement.last.busy,
+                100 * placement.last.model,
+                placement.last.faces_per_s,
             )
         if probabilities.shape[0] != faces:
             raise InferenceError(f"model returned {probabilities.shape[0]} rows for {faces} faces")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 WORKER_THREADS = 1  # interpreter threads for a batch off the loop (measured: see the module)
 _SATURATED = 0.9  # the loop thread busy this share of a window or more
@@ -35,6 +36,14 @@ _WINDOWS = 2  # consecutive windows that must agree
 _SOON = 10  # windows: back on the loop within this many, the next move off waits longer
 _MOST_WINDOWS = 32
 _FORGET = 60  # windows on the loop after which the worker's figure is measured again
+
+
+class Window(NamedTuple):
+    """What one window measured."""
+
+    busy: float  # the loop thread's CPU share
+    model: float  # the model's share (on the loop or the worker)
+    faces_per_s: float
 
 
 class Placement:
@@ -67,11 +76,10 @@ class Placement:
         self._model_per_face = 0.0  # the model's seconds a face on the loop, last measured
         self._worker_rate: float | None = None  # best faces/s of the last stint off the loop
         self._windows_on = 0  # windows measured since batches last came back to the loop
-        self.last = (0.0, 0.0, 0.0)  # the last window's loop busy share, model share, faces/s
+        self.last = Window(0.0, 0.0, 0.0)
         self._votes = 0
         self._needed = _WINDOWS  # windows that must agree before batches leave the loop
         self._windows_off = 0  # windows measured since batches last left the loop
-        self._misjudged = False  # this window: off the loop, the worker answered fewer
 
     def ran(self, model_s: float, faces: int) -> bool:
         """Count one batch (run where ``on_loop`` said); True if the next batches move."""
@@ -81,11 +89,12 @@ class Placement:
         wall = now - self._started
         if wall < self._window_s:
             return False
-        loop_s = self._cpu() - self._cpu_started
+        cpu = self._cpu()
+        loop_s = cpu - self._cpu_started
         busy, rate = loop_s / wall, self._faces / wall
-        self.last = (busy, self._model_s / wall, rate)
+        self.last = Window(busy, self._model_s / wall, rate)
         own_s = loop_s - self._model_s if self.on_loop else loop_s
-        self._misjudged = False
+        misjudged = False  # off the loop, the worker answered fewer than the loop had
         if self.on_loop:
             move, needed = False, self._needed
             self._windows_on += 1
@@ -106,15 +115,15 @@ class Placement:
             # Back when the loop's own work no longer outweighs the model's (another load:
             # the MQTT door's), or when the worker answers fewer than the saturated loop did.
             lighter = own_s < self._model_per_face * self._faces
-            self._misjudged = not lighter and rate < _KEPT * self._loop_rate
-            move, needed = lighter or self._misjudged, 1 if lighter else _WINDOWS
+            misjudged = not lighter and rate < _KEPT * self._loop_rate
+            move, needed = lighter or misjudged, 1 if lighter else _WINDOWS
             self._windows_off += 1
-        self._started, self._cpu_started = now, self._cpu()
+        self._started, self._cpu_started = now, cpu
         self._model_s, self._faces = 0.0, 0
         self._votes = self._votes + 1 if move else 0
         if self._votes < needed:
             return False
-        if not self.on_loop and self._misjudged and self._windows_off <= _SOON:
+        if not self.on_loop and misjudged and self._windows_off <= _SOON:
             self._needed = min(2 * self._needed, _MOST_WINDOWS)
         self.on_loop, self._votes, self._windows_off, self._windows_on = not self.on_loop, 0, 0, 0
         return True

@@ -41,9 +41,17 @@ OIP_ON_LOOP = (0.99, 0.45, 1050)
 OIP_OFF_LOOP = (0.6, 0.97, 1200)  # the worker saturated, yet more faces than on the loop
 
 
+def moves_after(
+    clocks: Clocks, p: Placement, windows: int, figures: tuple[float, float, int]
+) -> None:
+    """The batches move at the ``windows``-th window of ``figures``, not before."""
+    for _ in range(windows - 1):
+        assert not clocks.window(p, *figures)
+    assert clocks.window(p, *figures)
+
+
 def moved_off(clocks: Clocks, p: Placement, on_loop: tuple[float, float, int]) -> None:
-    assert not clocks.window(p, *on_loop)  # one window is a burst, not a load
-    assert clocks.window(p, *on_loop)
+    moves_after(clocks, p, 2, on_loop)  # one window is a burst, not a load
     assert not p.on_loop
 
 
@@ -106,12 +114,10 @@ def test_requests_that_take_turns_come_back_to_the_loop() -> None:
     moved_off(clocks, p, OIP_ON_LOOP)
     for _ in range(3):
         clocks.window(p, *OIP_OFF_LOOP)
-    assert not clocks.window(p, 0.45, 0.5, 320)
-    assert clocks.window(p, 0.45, 0.5, 320)
+    moves_after(clocks, p, 2, (0.45, 0.5, 320))
     assert p.on_loop
-    for _ in range(3):  # the load back: four windows now (they came back soon), and the
-        assert not clocks.window(p, *OIP_ON_LOOP)  # stint's best window still counts
-    assert clocks.window(p, *OIP_ON_LOOP)
+    # The load back: four windows now (they came back soon); the stint's best window counts.
+    moves_after(clocks, p, 4, OIP_ON_LOOP)
 
 
 def test_a_worker_figure_is_measured_again_after_a_minute() -> None:
@@ -124,9 +130,7 @@ def test_a_worker_figure_is_measured_again_after_a_minute() -> None:
         assert not clocks.window(p, *OIP_ON_LOOP)  # 320 faces/s: not worth leaving for
     for _ in range(30):
         clocks.window(p, 0.5, 0.2, 300)
-    for _ in range(3):  # forgotten: tried again (after four windows, it came back soon)
-        assert not clocks.window(p, *OIP_ON_LOOP)
-    assert clocks.window(p, *OIP_ON_LOOP)
+    moves_after(clocks, p, 4, OIP_ON_LOOP)  # forgotten: tried again (it came back soon)
 
 
 def test_batches_that_come_back_soon_wait_twice_as_long_to_leave_again() -> None:
@@ -134,9 +138,7 @@ def test_batches_that_come_back_soon_wait_twice_as_long_to_leave_again() -> None
     clocks = Clocks()
     p = placement(clocks)
     for needed in (2, 4, 8):
-        for _ in range(needed - 1):
-            assert not clocks.window(p, 1.0, 0.2, 1000)
-        assert clocks.window(p, 1.0, 0.2, 1000)  # off after `needed` windows
+        moves_after(clocks, p, needed, (1.0, 0.2, 1000))  # off after `needed` windows
         clocks.window(p, 0.9, 0.8, 1200)
         clocks.window(p, 0.7, 0.8, 900)
         assert clocks.window(p, 0.7, 0.8, 900)  # back three windows later
