@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from edge_runtime import codec
 from edge_runtime.answers import RecentAnswers, Seen, digest
@@ -142,9 +142,8 @@ def broker_transport(settings: Settings) -> OpenTransport:
     return open_transport
 
 
-@dataclass(frozen=True, slots=True)
-class _ReplyTo:
-    """Everything needed to answer one request."""
+class _ReplyTo(NamedTuple):
+    """Everything needed to answer one request (a NamedTuple: one a request)."""
 
     message: InboundMessage
     device: str

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -28,9 +27,8 @@ if TYPE_CHECKING:
 Deliver = Callable[["Outcome"], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one request's faces.
+class Outcome(NamedTuple):
+    """What became of one request's faces (a NamedTuple, as ``BatchOutcome``: one a request).
 
     ``model`` is the version that answered (OK, INTERNAL) or the one serving when the request
     was turned away; ``results`` are in the order of the submitted faces.

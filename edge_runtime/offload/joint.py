@@ -261,7 +261,7 @@ class Offloader:
                 start += len(entry.hard)
                 if not fallback:
                     joined = _joined(entry, rows, model)
-                    entry.deliver(replace(joined, refinement=True) if entry.refine else joined)
+                    entry.deliver(joined._replace(refinement=True) if entry.refine else joined)
                 elif not entry.refine:  # (refined: the edge's answer stands, already sent)
                     entry.deliver(_edge(entry.outcome, entry.hard, fallback))
                 if entry.shared is not None:
@@ -329,8 +329,7 @@ def _settings_rule(settings: OffloadSettings) -> Rule:
 
 def _edge(outcome: Outcome, hard: list[int], fallback: str) -> Outcome:
     hard_set = set(hard)
-    return replace(
-        outcome,
+    return outcome._replace(
         results=tuple(
             replace(
                 result,
@@ -357,4 +356,4 @@ def _joined(entry: _Waiting, rows: Sequence[tuple[float, ...]], model: ModelRef)
         results[i] = FaceResult(
             entry.labels[best], best, row[best], row, Source.CLOUD, "", True, model
         )
-    return replace(edge, results=tuple(results))
+    return edge._replace(results=tuple(results))

@@ -30,9 +30,12 @@ DEFAULT_RESPONSE_FILTER = "{root}/{device}/result/#"
 _MAX_TOPIC_BYTES = 65535
 
 
+_NOT_IN_SEGMENT = frozenset("/+#\x00")
+
+
 def segment(value: str) -> str:
     """Return ``value`` if it is a valid single topic level, else raise ``ValueError``."""
-    if not value or any(c in value for c in "/+#\x00"):
+    if not value or not _NOT_IN_SEGMENT.isdisjoint(value):  # per answer: no generator
         raise ValueError(f"invalid topic segment: {value!r}")
     return value
 

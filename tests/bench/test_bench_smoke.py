@@ -113,3 +113,11 @@ def test_offload_curves_put_the_hardest_faces_first_and_the_oracle_on_top() -> N
     text = markdown(curves, 4, None, [], None, 200.0)
     assert "| margin | 50.0% |" in text
     assert "Where a policy is not better than random choice: margin:" in text
+
+
+def test_overhead_answers_every_request_in_process_and_prints_cpu_per_request() -> None:
+    import asyncio
+
+    from bench.overhead import cpu_us_per_request
+
+    assert asyncio.run(cpu_us_per_request(300)) > 0  # answers() would time out on a loss
