@@ -6,6 +6,7 @@ service and the tests share one implementation.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ from kubeedge_twin.topics import (
 
 Outbox = list[tuple[str, bytes]]
 
+_LOGGER = logging.getLogger(__name__)
+
 _STATES_1_4 = {"online", "offline", "unknown"}
 _STATES_NEWEST = {"online", "offline", "ok", "unknown", "unhealthy"}
 
@@ -66,6 +69,17 @@ def _check_type(value: str, kind: str) -> None:
         raise TwinFormatError("the value type is not allowed")
 
 
+def _nil_metadata(twins: Mapping[str, Any], device: Device) -> str:
+    """Which entry of a sync (cloud_updated) makes edgecore dereference a nil metadata, if any."""
+    for name, entry in twins.items():
+        if entry is None:
+            if name in device.twins:
+                return f"twin {name!r} is null"
+        elif entry.get("metadata") is None:
+            return f"twin {name!r} has no metadata"
+    return ""
+
+
 class TwinEngine:
     """Devices, twins and their processing, as edgecore's DeviceTwin module does it.
 
@@ -81,6 +95,9 @@ class TwinEngine:
         self._layout = layout
         self._node = node
         self._lock = threading.RLock()
+        # Why edgecore's twin module is down, if it is: then twin/update, twin/get and
+        # cloud_updated go unanswered (see cloud_updated).
+        self.twin_module_down = ""
 
     # helpers
 
@@ -130,6 +147,8 @@ class TwinEngine:
     def twin_update(self, device_id: str, payload: bytes) -> Outbox:
         """``…/twin/update`` from a mapper or app (RestDealType, SPEC §2.4)."""
         with self._lock:
+            if self.twin_module_down:
+                return []
             try:
                 message = TwinMessage.decode(payload)
                 for entry in message.twin.values():
@@ -212,6 +231,8 @@ class TwinEngine:
     def twin_get(self, device_id: str, payload: bytes) -> Outbox:
         """``…/twin/get`` (SPEC §2.6)."""
         with self._lock:
+            if self.twin_module_down:
+                return []
             try:
                 data = loads(payload) if payload.strip() else {}
             except TwinFormatError:
@@ -226,8 +247,19 @@ class TwinEngine:
             return [(topic, TwinMessage(twins, event_id).encode())]
 
     def cloud_updated(self, device_id: str, payload: bytes) -> Outbox:
-        """``…/twin/cloud_updated`` (SyncDealType with version checks, SPEC §2.3, §2.8)."""
+        """``…/twin/cloud_updated`` (SyncDealType with version checks, SPEC §2.3, §2.8).
+
+        A twin entry without ``metadata``, or null for a twin the device has, makes edgecore's
+        twin module panic: DealMsgTwin and dealTwinAdd read ``msgTwin.Metadata.Type``
+        unchecked for SyncDealType (edge/pkg/devicetwin/dtmanager/twin.go, v1.4.0 and
+        v1.23.1), before any version check, so nothing of the message is applied. The
+        module's recover only logs (dtmodule.go), and twin traffic goes unanswered until the
+        health check restarts the module two to four minutes later; the stand-in's stays down.
+        Cloudcore always sends metadata; a test or a program publishing this topic may not.
+        """
         with self._lock:
+            if self.twin_module_down:
+                return []
             try:
                 message = TwinMessage.decode(payload)
                 for entry in message.twin.values():
@@ -237,6 +269,16 @@ class TwinEngine:
                 return [(ERROR_RESULT_TOPIC, ErrorResult(400, str(exc)).encode())]
             device = self._store.device(device_id)
             if device is None:
+                return []
+            panic = _nil_metadata(loads(payload)["twin"], device)
+            if panic:
+                self.twin_module_down = f"twin/cloud_updated of {device_id}: {panic}"
+                _LOGGER.error(
+                    "TwinModule in twin panic with err: runtime error: invalid memory address or "
+                    "nil pointer dereference (%s); twin/update, twin/get and cloud_updated go "
+                    "unanswered from now on, as edgecore's until its health check restarts it",
+                    self.twin_module_down,
+                )
                 return []
             return self._sync(device, message)
 
@@ -375,11 +417,15 @@ class TwinEngine:
     def set_desired(self, device_id: str, values: Mapping[str, str]) -> Outbox:
         """Change desired values the way the 1.4 cloud does (all twins, new resourceVersion).
 
+        The 1.4 cloud's ``cloud_updated`` goes through the twin module: nothing while it is down.
+
         Raises:
             KeyError: if the device is unknown.
             TwinFormatError: if a value breaks KubeEdge's pattern.
         """
         with self._lock:
+            if self.twin_module_down:
+                return []
             device = self._store.device(device_id)
             if device is None:
                 raise KeyError(device_id)

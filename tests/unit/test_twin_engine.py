@@ -118,8 +118,12 @@ def test_get_returns_all_twins_or_404():
 
 def test_cloud_change_without_version_is_rejected_and_with_version_accepted():
     engine = _engine()
-    without = b'{"event_id":"c","timestamp":1,"twin":{"power-status":{"expected":{"value":"OFF"}}}}'
+    without = (
+        b'{"event_id":"c","timestamp":1,"twin":{"power-status":{"expected":{"value":"OFF"},'
+        b'"metadata":{"type":"string"}}}}'
+    )
     assert engine.cloud_updated("led", without) == []
+    assert not engine.twin_module_down
     out = _by_topic(engine.set_desired("led", {"power-status": "OFF"}))
     assert out["$hw/events/device/led/twin/update/delta"]["delta"] == {"power-status": "OFF"}
     assert "$hw/events/device/led/twin/update/result" not in out
@@ -169,3 +173,24 @@ def test_value_pattern_matches_kubeedge():
     for bad in ("a b", 'a"b', "a=b", "a+b", "x" * 513, "é"):
         with pytest.raises(TwinFormatError):
             check_value(bad)
+
+
+@pytest.mark.parametrize(
+    "twin",
+    [
+        b'{"power-status":{"expected":{"value":"OFF"},"expected_version":{"cloud":9,"edge":0}}}',
+        b'{"power-status":null}',
+        b'{"brand-new":{"expected":{"value":"x"},"metadata":null}}',
+    ],
+)
+def test_a_cloud_change_without_metadata_takes_the_twin_module_down_as_edgecore_panics(
+    twin: bytes,
+) -> None:
+    engine = _engine()
+    payload = b'{"event_id":"c","timestamp":1,"twin":' + twin + b"}"
+    assert engine.cloud_updated("led", payload) == []
+    assert engine.twin_module_down
+    assert engine.twin_get("led", b"{}") == []
+    assert engine.twin_update("led", b'{"twin":{"power-status":{"actual":{"value":"ON"}}}}') == []
+    assert engine.set_desired("led", {"power-status": "OFF"}) == []
+    assert engine.device("led") is not None  # membership and devices live in other modules
