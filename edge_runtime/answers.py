@@ -55,6 +55,10 @@ class RecentAnswers:
             collections.OrderedDict()
         )
 
+    def remembers(self, request_id: str) -> bool:
+        """Whether a request with this id is kept track of (its faces' digest is then needed)."""
+        return bool(self._capacity and request_id)
+
     def begin(self, device: str, request_id: str, faces: int = 0) -> tuple[Seen, Response | None]:
         """Register a request; say whether it is new, in progress or answered (with the answer).
 

@@ -341,7 +341,7 @@ class MqttDoor:
             reply = self._reply_to(message, device, wire, received_at, exc.request_id)
             self._reject(reply, exc.reason, str(exc))
             return
-        faces = digest(request.faces)
+        faces = digest(request.faces) if self._recent.remembers(request.request_id) else 0
         reply = self._reply_to(
             message, device, wire, received_at, request.request_id, request.captured_at_ms, faces
         )

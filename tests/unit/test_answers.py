@@ -51,6 +51,8 @@ def test_no_capacity_or_no_request_id_turns_deduplication_off() -> None:
         recent.begin("cam", request_id)
         recent.finish("cam", request_id, ok(request_id))
         assert recent.begin("cam", request_id) == (Seen.NEW, None)
+        assert not recent.remembers(request_id)  # so the door computes no digest
+    assert RecentAnswers(4).remembers("r1")
 
 
 def test_an_id_reused_for_other_faces_is_a_new_request_never_the_old_answer() -> None:
