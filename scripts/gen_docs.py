@@ -1,6 +1,6 @@
 """Write docs/configuration.md and docs/metrics.md from the runtime's own declarations.
 
-Run ``make docs`` after changing a setting or a metric; ``tests/test_docs.py`` fails while the
+Run ``make docs`` after changing a setting or a metric; ``tests/unit/test_docs.py`` fails while the
 committed pages differ from what this writes.
 """
 
