@@ -25,7 +25,7 @@ class BatchOutcome(NamedTuple):
     """What happened to one job's faces.
 
     A NamedTuple, not a frozen dataclass: one is made per request, and a frozen dataclass's
-    ``__init__`` costs 3x (measured 1.2 against 0.4 us; docs/benchmarks.md).
+    ``__init__`` costs 3x (1.2 against 0.4 us; bench/results/profiles/ab-lean-path.md).
     """
 
     probabilities: npt.NDArray[np.float32] | None  # this job's rows

@@ -143,7 +143,7 @@ def broker_transport(settings: Settings) -> OpenTransport:
 
 
 class _ReplyTo(NamedTuple):
-    """Everything needed to answer one request (a NamedTuple: one a request)."""
+    """Everything needed to answer one request (a NamedTuple: one is made per request)."""
 
     message: InboundMessage
     device: str

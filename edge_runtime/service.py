@@ -28,7 +28,7 @@ Deliver = Callable[["Outcome"], None]
 
 
 class Outcome(NamedTuple):
-    """What became of one request's faces (a NamedTuple, as ``BatchOutcome``: one a request).
+    """What became of one request's faces (a NamedTuple, as ``BatchOutcome``: one per request).
 
     ``model`` is the version that answered (OK, INTERNAL) or the one serving when the request
     was turned away; ``results`` are in the order of the submitted faces.
