@@ -5,22 +5,28 @@ of ``edge_runtime.testing`` with its ``FakeModel`` (64x64 faces, a few numpy cal
 publishes camera requests 256 at a time and prints the CPU spent per request: the MQTT door,
 codec, batcher, service and metrics, without the model, the broker or the socket. Other
 tenants of the machine only ever add to a run, so the least of a few runs is the steadiest
-figure (a few % between invocations here, against 10-30 % for end-to-end rounds); run it
-alternately for two checkouts (``cd /tmp/before && python -m bench.overhead``).
+figure (a few % between invocations here, against 10-30 % for end-to-end rounds).
+``--a DIR`` compares two checkouts (``git worktree add /tmp/before HEAD~1``) in alternating
+runs, each in its own process importing that checkout's ``edge_runtime`` and ``edgeinfer``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from edge_runtime import FacePixels, Request, Runtime, Topics, encode_request, load_settings
 from edge_runtime.testing import FakeModel, MemoryBroker
 
+REPO = Path(__file__).resolve().parents[1]
 ROOT = "bench/v1"
 DEVICES = 64
 IN_FLIGHT = 256
@@ -74,18 +80,52 @@ async def cpu_us_per_request(requests: int) -> float:
         await task
 
 
+def _one_run(checkout: Path, requests: int) -> float:
+    """One run in a process of its own: this file, ``checkout``'s edge_runtime and edgeinfer."""
+    env = {**os.environ, "PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'proto'}"}
+    script = (
+        "import asyncio, runpy; "
+        f"run = runpy.run_path({str(Path(__file__).resolve())!r})['cpu_us_per_request']; "
+        f"print(asyncio.run(run({requests})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=checkout,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _line(name: str, runs: list[float]) -> str:
+    return (
+        f"{name}CPU us per request: "
+        + ", ".join(f"{run:.1f}" for run in runs)
+        + f"; least {min(runs):.1f}, median {statistics.median(runs):.1f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the CPU per request of each run, their least and their median."""
     parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000, help="requests per run")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="runs (per checkout with --a)")
+    parser.add_argument("--a", type=Path, help="checkout A (the before): compare with --b")
+    parser.add_argument("--b", type=Path, default=REPO, help="checkout B (default: this one)")
     args = parser.parse_args(argv)
-    runs = [asyncio.run(cpu_us_per_request(args.requests)) for _ in range(args.runs)]
-    print(
-        "CPU us per request: "
-        + ", ".join(f"{run:.1f}" for run in runs)
-        + f"; least {min(runs):.1f}, median {statistics.median(runs):.1f}"
-    )
+    if args.a is None:
+        runs = [asyncio.run(cpu_us_per_request(args.requests)) for _ in range(args.runs)]
+        print(_line("", runs))
+        return 0
+    checkouts = {"A": args.a.resolve(), "B": args.b.resolve()}
+    measured: dict[str, list[float]] = {"A": [], "B": []}
+    for index in range(args.runs):
+        for name in ("A", "B") if index % 2 == 0 else ("B", "A"):
+            measured[name].append(_one_run(checkouts[name], args.requests))
+    for name, runs in measured.items():
+        print(_line(f"{name} ({checkouts[name]}): ", runs))
     return 0
 
 

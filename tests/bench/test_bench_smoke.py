@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.paths import REPO
 
 
@@ -121,3 +123,15 @@ def test_overhead_answers_every_request_in_process_and_prints_cpu_per_request() 
     from bench.overhead import cpu_us_per_request
 
     assert asyncio.run(cpu_us_per_request(300)) > 0  # answers() would time out on a loss
+
+
+def test_overhead_compares_two_checkouts_in_alternating_processes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.overhead import main
+
+    assert main(["--a", str(REPO), "--runs", "1", "--requests", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("CPU us per request") == 2
+    assert "A (" in printed
+    assert "B (" in printed
