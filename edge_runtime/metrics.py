@@ -126,8 +126,9 @@ class Metrics:
         self.samples = Counter(
             "edge_samples",
             "Hard examples of consenting devices, by what became of them: kept (on disk for "
-            "upload), duplicate (that face was kept already), dropped_quota (the disk quota was "
-            "spent), dropped_error (could not be written), uploaded (the intake has it), "
+            "upload), duplicate (that face was kept already, or sent lately), dropped_quota "
+            "(the disk quota was spent), dropped_error (could not be written), uploaded (the "
+            "intake has it), "
             "rejected (the intake refused it as malformed).",
             ["result"],
             registry=r,

@@ -2,16 +2,18 @@
 
 Only the hard faces of requests whose device consented (``share_for_training``) are kept. Each
 is one ``edgeinfer.v1.HardExample`` file named by the sha256 of its pixels (a face kept twice is
-one file), written whole (temporary file, then rename) so a crash leaves no half example. The
-uploader sends the oldest first, deletes each once the intake has it (201, or 200: it had it
-already), drops what the intake refuses as malformed (4xx), and keeps the rest for later with a
-growing pause (5xx, 401, a cloud that is down). Beyond the disk quota a new example is dropped.
-Every outcome is counted in ``edge_samples_total{result}``.
+one file, and one the intake had among the last few thousand is not sent again), written whole
+(temporary file, then rename) so a crash leaves no half example. The uploader sends the oldest
+first, deletes each once the intake has it (201, or 200: it had it already), drops what the
+intake refuses as malformed (4xx), and keeps the rest for later with a growing pause (5xx, 401,
+a cloud that is down). Beyond the disk quota a new example is dropped. Every outcome is counted
+in ``edge_samples_total{result}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from pathlib import Path
@@ -29,6 +31,7 @@ _SUFFIX: Final = ".pb"
 _FIRST_PAUSE_S: Final = 1.0
 _LONGEST_PAUSE_S: Final = 30.0
 _RETRY_STATUSES: Final = frozenset({401, 403, 408, 429})  # the intake may take it later
+_SENT_REMEMBERED: Final = 4096  # names of examples done with (about 0.5 MB)
 
 
 class SampleSink(Protocol):
@@ -57,6 +60,9 @@ class SampleSpool:
         self._headers = {"Content-Type": CONTENT_TYPE}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        # Examples done with (uploaded or refused for good): a face seen again after its upload
+        # is a duplicate too, whenever the uploader got to it.
+        self._sent: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._used = sum(p.stat().st_size for p in self._waiting())
         metrics.samples_waiting_bytes.set(self._used)
         self._wake = asyncio.Event()
@@ -71,7 +77,7 @@ class SampleSpool:
         """Write ``example`` for upload, unless it is there already or the quota is spent."""
         name = example_name(example)
         path = self._directory / f"{name}{_SUFFIX}"
-        if path.exists():
+        if name in self._sent or path.exists():
             self._count("duplicate")
             return
         data = example.SerializeToString()
@@ -136,6 +142,9 @@ class SampleSpool:
     def _forget(self, path: Path, size: int, result: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        self._sent[path.name.removesuffix(_SUFFIX)] = None
+        if len(self._sent) > _SENT_REMEMBERED:
+            self._sent.popitem(last=False)
         self._used = max(0, self._used - size)
         self._metrics.samples_waiting_bytes.set(self._used)
         self._count(result)

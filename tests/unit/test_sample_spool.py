@@ -116,3 +116,21 @@ async def test_what_waits_survives_a_restart_and_goes_when_the_intake_is_back(
         await until(lambda: counted(metrics, "uploaded") == 2)
     assert second.waiting == 0
     assert metrics.registry.get_sample_value("edge_samples_waiting_bytes") == 0
+
+
+async def test_a_face_seen_again_after_its_upload_is_a_duplicate_not_sent_twice(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    settings = SampleSettings(url=f"http://127.0.0.1:{port}", dir=str(tmp_path))
+    metrics = Metrics()
+    spool = SampleSpool(settings, metrics)
+    seen: list[bytes] = []
+    async with intake(port, [], seen), uploading(spool):
+        spool.keep(example(1))
+        await until(lambda: counted(metrics, "uploaded") == 1)
+        spool.keep(example(1))  # the same face, once the intake has it
+        spool.keep(example(2))
+        await until(lambda: counted(metrics, "uploaded") == 2)
+    assert (counted(metrics, "kept"), counted(metrics, "duplicate")) == (2, 1)
+    assert len(seen) == 2
