@@ -194,17 +194,15 @@ class InferenceService:
             error = f"waited {batch.queue_s:.3f} s in queue (limit {limit} s)"
         elif model is None:
             status = Status.UNAVAILABLE
-        elif batch.probabilities is None:
-            status = Status.INTERNAL
         elif batch.batch is None:
-            results = classify(batch.probabilities, model.labels)
+            status = Status.INTERNAL
         else:
             # The batch's jobs come one after another: classify its rows once, slice per job
             # (numpy's argmax and tolist once a batch, not once a request).
             if batch.batch is not self._classified_rows:
                 self._classified = classify(batch.batch, model.labels)
                 self._classified_rows = batch.batch
-            results = self._classified[batch.first : batch.first + len(batch.probabilities)]
+            results = self._classified[batch.first : batch.first + batch.rows]
         return Outcome(
             status,
             (model or self._model).ref,
